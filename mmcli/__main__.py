@@ -1,0 +1,3 @@
+from mmcli.cli.app import main
+
+main()

@@ -1,0 +1,149 @@
+"""recipes (ls, cat, cp, validate, schema) and datasets (ls, make)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from mmcli.cli.options import DebugFlag, JsonFlag, OverridesArg, QuietFlag, examples
+from mmcli.cli.state import execute, mode
+
+recipes_app = typer.Typer(help="List, show, copy, validate recipes and print their JSON schema.", no_args_is_help=True,
+                          rich_markup_mode="rich")
+datasets_app = typer.Typer(help="Built-in datasets the project generates itself.", no_args_is_help=True,
+                           rich_markup_mode="rich")
+
+
+def _recipe_files() -> list[Any]:
+    from mmcli.recipe.loader import builtin_recipes_dir
+
+    folder = builtin_recipes_dir()
+    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+@recipes_app.command("ls", epilog=examples("mmcli recipes ls", "mmcli recipes ls --json"))
+def recipes_ls(json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False) -> None:
+    """List the built-in recipes."""
+    import yaml
+
+    def work() -> dict[str, Any]:
+        rows = []
+        for path in _recipe_files():
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            rows.append({"name": path.stem, "path": str(path), "description": str(data.get("description", "")).strip()})
+        return {"recipes": rows}
+
+    def render(result: dict[str, Any]) -> None:
+        from rich.table import Table
+
+        from mmcli.cli.render import console
+
+        table = Table("name", "description")
+        for row in result["recipes"]:
+            table.add_row(row["name"], row["description"])
+        console.print(table)
+
+    execute(mode(json_output, quiet, debug), work, render)
+
+
+@recipes_app.command("cat", epilog=examples("mmcli recipes cat quickstart"))
+def recipes_cat(name: Annotated[str, typer.Argument(help="Built-in recipe name or file.")],
+                json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False) -> None:
+    """Print a recipe."""
+    def work() -> dict[str, Any]:
+        from mmcli.recipe.loader import resolve_recipe_path
+
+        path = resolve_recipe_path(name)
+        return {"path": str(path), "text": path.read_text(encoding="utf-8")}
+
+    execute(mode(json_output, quiet, debug), work, lambda r: typer.echo(r["text"], nl=False))
+
+
+@recipes_app.command("cp", epilog=examples("mmcli recipes cp quickstart my-recipe.yaml"))
+def recipes_cp(name: Annotated[str, typer.Argument(help="Built-in recipe name.")],
+               dest: Annotated[str, typer.Argument(help="Destination file or folder.")],
+               json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False) -> None:
+    """Copy a built-in recipe to edit it."""
+    def work() -> dict[str, Any]:
+        from pathlib import Path
+
+        from mmcli.errors import MmcliError
+        from mmcli.recipe.loader import resolve_recipe_path
+        from mmcli.runs import atomic_write_text
+
+        source = resolve_recipe_path(name)
+        target = Path(dest)
+        if target.is_dir():
+            target = target / source.name
+        if target.exists():
+            raise MmcliError(f"{target}: already exists", hint="choose another destination or delete it")
+        atomic_write_text(target, source.read_text(encoding="utf-8"))
+        return {"source": str(source), "dest": str(target)}
+
+    execute(mode(json_output, quiet, debug), work, lambda r: typer.echo(f"copied {r['source']} -> {r['dest']}"))
+
+
+@recipes_app.command("validate", epilog=examples("mmcli recipes validate my-recipe.yaml",
+                                                 "mmcli recipes validate recipes/quickstart.yaml model.fusion.type=gated"))
+def recipes_validate(file: Annotated[str, typer.Argument(help="Recipe file or built-in name.")], overrides: OverridesArg = None,
+                     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False) -> None:
+    """Check a recipe against the schema (exit 2 with the offending key if invalid)."""
+    def work() -> dict[str, Any]:
+        from mmcli.recipe.loader import load_recipe
+
+        recipe = load_recipe(file, overrides or [])
+        return {"valid": True, "name": recipe.name, "inputs": list(recipe.inputs), "tasks": list(recipe.tasks)}
+
+    execute(mode(json_output, quiet, debug), work,
+            lambda r: typer.echo(f"{file}: valid (inputs: {', '.join(r['inputs'])}; tasks: {', '.join(r['tasks'])})"))
+
+
+@recipes_app.command("schema", epilog=examples("mmcli recipes schema > recipe.schema.json"))
+def recipes_schema(debug: DebugFlag = False) -> None:
+    """Print the recipe JSON schema (for editor validation); lists every registered component."""
+    import json
+
+    def work() -> dict[str, Any]:
+        from mmcli.recipe.schema import recipe_model
+
+        return {"schema": recipe_model().model_json_schema()}
+
+    execute(mode(False, False, debug), work, lambda r: typer.echo(json.dumps(r["schema"], indent=2)))
+
+
+@datasets_app.command("ls", epilog=examples("mmcli datasets ls"))
+def datasets_ls(json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False) -> None:
+    """List the built-in datasets."""
+    def work() -> dict[str, Any]:
+        from mmcli.data.synthetic import list_datasets
+
+        return {"datasets": list_datasets()}
+
+    def render(result: dict[str, Any]) -> None:
+        for row in result["datasets"]:
+            typer.echo(f"{row['name']}: {row['description']}")
+
+    execute(mode(json_output, quiet, debug), work, render)
+
+
+@datasets_app.command("make", epilog=examples("mmcli datasets make shapes data/shapes",
+                                              "mmcli datasets make shapes data/small --size 200 --seed 1"))
+def datasets_make(
+    name: Annotated[str, typer.Argument(help="Dataset name (see 'mmcli datasets ls').")],
+    directory: Annotated[str, typer.Argument(help="Folder to write the manifest and media into.")],
+    size: Annotated[int, typer.Option("--size", min=1, help="Number of rows.")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same bytes).")] = 0,
+    num_proc: Annotated[int, typer.Option("--num-proc", min=1, help="Worker processes.")] = 2,
+    json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
+) -> None:
+    """Generate a built-in dataset: manifest plus media files, deterministically."""
+    def work() -> dict[str, Any]:
+        from pathlib import Path
+
+        from mmcli.data.synthetic import make_dataset
+
+        return make_dataset(name, Path(directory), size=size, seed=seed, num_workers=num_proc)
+
+    execute(mode(json_output, quiet, debug), work,
+            lambda r: typer.echo(f"wrote {r.get('rows')} rows to {r.get('manifest')} in {r.get('seconds', 0):.1f} s"))

@@ -1,0 +1,51 @@
+"""Human-readable tables for command results (stdout)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "-" if value is None else str(value)
+
+
+def metrics_table(metrics: dict[str, Any], title: str = "metrics") -> Table:
+    table = Table(title=title)
+    for column in ("split", "task", "metric", "value"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    for split, tasks in metrics.items():
+        if split == "training" or not isinstance(tasks, dict):
+            continue
+        for task, values in tasks.items():
+            if not isinstance(values, dict):
+                continue
+            for metric, value in values.items():
+                if metric != "count":
+                    table.add_row(split, task, metric, _fmt(value))
+    return table
+
+
+def preprocess_lines(summary: dict[str, Any]) -> str:
+    reuse = "reused the cache (nothing changed)" if summary["reused_cache"] else "wrote a new cache"
+    splits = ", ".join(f"{name} {count}" for name, count in summary["splits"].items())
+    text = f"preprocess: {reuse} at {summary['cache']}\n  rows {summary['rows']}, kept {summary['kept']}, skipped {summary['skipped']} ({splits})"
+    if summary["skipped"]:
+        text += f"\n  skipped rows are listed in {summary['errors_file']}"
+    return text
+
+
+def check_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="expected vs measured")
+    for column in ("split", "task", "metric", "expected", "tolerance", "measured", "result"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["split"], row["task"], row["metric"], _fmt(row["expected"]), _fmt(row["tolerance"]),
+                      _fmt(row["measured"]), "[green]ok[/]" if row["ok"] else "[red]OUT OF RANGE[/]")
+    return table

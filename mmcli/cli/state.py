@@ -1,0 +1,86 @@
+"""Output mode shared by all commands (--json, --quiet, --debug) and the error boundary."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import typer
+
+
+@dataclass
+class OutputMode:
+    json: bool = False
+    quiet: bool = False
+    debug: bool = False
+
+    @property
+    def show_progress(self) -> bool:
+        return not (self.json or self.quiet)
+
+
+GLOBAL = OutputMode()
+
+
+def mode(json_output: bool, quiet: bool, debug: bool) -> OutputMode:
+    """Per-command flags add to the global ones (``mmcli --json evaluate`` = ``mmcli evaluate --json``)."""
+    return OutputMode(json=json_output or GLOBAL.json, quiet=quiet or GLOBAL.quiet, debug=debug or GLOBAL.debug)
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """In --json mode stdout carries exactly one JSON object: anything else printed goes to stderr."""
+    if not active:
+        yield
+        return
+    saved = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+
+
+def execute(out: OutputMode, work: Callable[[], dict[str, Any]], render: Callable[[dict[str, Any]], None] | None = None,
+            exit_code: Callable[[dict[str, Any]], int] | None = None) -> None:
+    """Run ``work``; print its result as JSON or through ``render``; turn errors into one line + exit code."""
+    from mmcli.errors import EXIT_RUNTIME, MmcliError
+
+    try:
+        with _stdout_to_stderr(out.json):
+            result = work()
+    except MmcliError as error:
+        _fail(out, error.one_line(), error.exit_code)
+    except KeyboardInterrupt:
+        _fail(out, "interrupted", 130)
+    except Exception as error:  # noqa: BLE001 - the CLI boundary: every failure becomes one line
+        message = f"internal error: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        _fail(out, message + ("" if out.debug else " (rerun with --debug for the traceback)"), EXIT_RUNTIME)
+    code = exit_code(result) if exit_code else 0
+    if out.json:
+        sys.stdout.write(json.dumps({"ok": code == 0, **result}, default=str) + "\n")
+    elif render is not None and not out.quiet:
+        render(result)
+    if code:
+        raise typer.Exit(code)
+
+
+def _fail(out: OutputMode, message: str, code: int) -> None:
+    if out.debug:
+        traceback.print_exc(file=sys.stderr)
+    if out.json:
+        sys.stdout.write(json.dumps({"ok": False, "error": message, "exit_code": code}) + "\n")
+    from rich.text import Text
+
+    _stderr_console().print(Text.assemble(("error: ", "bold red"), message))
+    raise typer.Exit(code)

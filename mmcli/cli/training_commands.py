@@ -1,0 +1,106 @@
+"""preprocess, finetune and run."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from mmcli.cli.options import DebugFlag, JsonFlag, NumProcOpt, OverridesArg, QuietFlag, RecipeArg, examples
+from mmcli.cli.state import execute, mode
+
+
+def _load(recipe: str, overrides: list[str] | None) -> Any:
+    from mmcli.recipe.loader import load_recipe
+
+    return load_recipe(recipe, overrides or [])
+
+
+def _render_training(result: dict[str, Any]) -> None:
+    from mmcli.cli.render import check_table, console, metrics_table, preprocess_lines
+
+    console.print(preprocess_lines(result["preprocess"]))
+    console.print(metrics_table(result["metrics"], title=f"metrics ({result['run_dir']})"))
+    training = result["metrics"]["training"]
+    console.print(f"best {training['monitor']} = {training['best_score']:.4f} at epoch {training['best_epoch']}; "
+                  f"{training['steps']} steps in {training['seconds']:.1f} s; run directory {result['run_dir']}")
+    if "check" in result:
+        console.print(check_table(result["check"]))
+
+
+def preprocess(
+    recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 1,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild the cache even if it is up to date.")] = False,
+    json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
+) -> None:
+    """Validate the manifest, decode media once, fit processors on the train split, write the Arrow cache."""
+    out = mode(json_output, quiet, debug)
+
+    def work() -> dict[str, Any]:
+        from mmcli.data.preprocess import preprocess as run_preprocess
+
+        return run_preprocess(_load(recipe, overrides), num_proc=num_proc, force=force, quiet=not out.show_progress).summary()
+
+    def render(result: dict[str, Any]) -> None:
+        from mmcli.cli.render import console, preprocess_lines
+
+        console.print(preprocess_lines(result))
+
+    execute(out, work, render)
+
+
+preprocess.epilog = examples(  # type: ignore[attr-defined]
+    "mmcli preprocess recipes/quickstart.yaml",
+    "mmcli preprocess recipes/quickstart.yaml data.on_error=skip --num-proc 2",
+    "mmcli preprocess my.yaml data.manifest=data/other.csv --json",
+)
+
+
+def finetune(
+    recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 1,
+    run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME from the recipe).")] = None,
+    json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
+) -> None:
+    """Train the recipe's model (preprocessing first if needed); keep the best checkpoint and metrics."""
+    out = mode(json_output, quiet, debug)
+
+    def work() -> dict[str, Any]:
+        from mmcli.workflows.finetune import finetune as run_finetune
+
+        return run_finetune(_load(recipe, overrides), run_dir=run_dir, num_proc=num_proc,
+                            show_progress=out.show_progress, argv=sys.argv)
+
+    execute(out, work, _render_training)
+
+
+finetune.epilog = examples(  # type: ignore[attr-defined]
+    "mmcli finetune recipes/quickstart.yaml",
+    "mmcli finetune recipes/quickstart.yaml model.fusion.type=attention training.epochs=5",
+    "mmcli finetune recipes/quickstart.yaml ~inputs.audio ~inputs.video --run-dir runs/no-av",
+)
+
+
+def run(
+    recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 1,
+    check: Annotated[bool, typer.Option("--check", help="Compare with the recipe's expected metrics; exit 1 if any is out of range.")] = False,
+    run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME).")] = None,
+    json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
+) -> None:
+    """Run every stage of a recipe: preprocess, finetune, evaluate (and --check the expected metrics)."""
+    out = mode(json_output, quiet, debug)
+
+    def work() -> dict[str, Any]:
+        from mmcli.workflows.run_recipe import run_recipe
+
+        return run_recipe(_load(recipe, overrides), run_dir=run_dir, check=check, num_proc=num_proc,
+                          show_progress=out.show_progress, argv=sys.argv)
+
+    execute(out, work, _render_training, exit_code=lambda r: 0 if r.get("check_passed", True) else 1)
+
+
+run.epilog = examples(  # type: ignore[attr-defined]
+    "mmcli run recipes/quickstart.yaml",
+    "mmcli run recipes/quickstart.yaml --check",
+    "mmcli run quickstart training.epochs=3 --json",
+)

@@ -1,0 +1,43 @@
+"""User-facing errors: one line for the user, a hint for what to do, an exit code for scripts."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_BAD_INPUT = 2
+
+
+class MmcliError(Exception):
+    """An error caused by the user's input (recipe, manifest, media, arguments).
+
+    The CLI prints ``message`` (and ``hint``) on one line and exits with ``exit_code``
+    without a traceback; ``--debug`` shows the traceback.
+    """
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = self.message if not self.hint else f"{self.message} ({self.hint})"
+        return " ".join(text.split())
+
+
+class RecipeError(MmcliError):
+    """A recipe key is missing, unknown or has a value that is not allowed."""
+
+    def one_line(self) -> str:
+        return "recipe error: " + super().one_line()
+
+
+class DataError(MmcliError):
+    """A manifest or media file cannot be used."""
+
+
+class RuntimeFailure(MmcliError):
+    """Something failed while running (not the user's input): exit code 1."""
+
+    exit_code = EXIT_RUNTIME

@@ -1,0 +1,1 @@
+"""Evaluation: bundled ``evaluate`` metric modules (``metrics/<name>/<name>.py``) and their loader."""

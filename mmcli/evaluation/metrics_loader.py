@@ -1,0 +1,54 @@
+"""Load the bundled metric modules by path (works offline) and compute several at once."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+METRICS_DIR = Path(__file__).parent / "metrics"
+
+# Extra compute() arguments per metric: mmcli reports macro F1 (robust to class imbalance).
+_COMPUTE_KWARGS: dict[str, dict[str, Any]] = {"f1": {"average": "macro"}}
+
+_loaded: dict[str, Any] = {}
+
+
+def available_metrics() -> list[str]:
+    return sorted(p.name for p in METRICS_DIR.iterdir() if (p / f"{p.name}.py").is_file())
+
+
+def load_metric(name: str) -> Any:
+    """The ``evaluate`` module for a bundled metric, loaded once per process.
+
+    ``evaluate`` is imported here, not at module import: it costs seconds.
+    """
+    if name not in _loaded:
+        script = METRICS_DIR / name / f"{name}.py"
+        if not script.is_file():
+            raise ValueError(f"unknown metric '{name}' (bundled: {', '.join(available_metrics())})")
+        import evaluate
+
+        # keep_in_memory: no Arrow cache files or lock files in ~/.cache (parallel runs, read-only homes).
+        _loaded[name] = evaluate.load(str(script), keep_in_memory=True)
+    return _loaded[name]
+
+
+def compute_metrics(names: Sequence[str], predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+    """``{name: value}`` for each metric; NaN for every metric when there is nothing to score."""
+    predictions, references = _plain(predictions), _plain(references)
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    if not predictions:
+        return {name: math.nan for name in names}
+    results: dict[str, float] = {}
+    for name in names:
+        value = load_metric(name).compute(predictions=predictions, references=references, **_COMPUTE_KWARGS.get(name, {}))
+        results[name] = float(value[name])
+    return results
+
+
+def _plain(values: Sequence[Any]) -> list[Any]:
+    """numpy arrays / tensors -> Python scalars, which every evaluate feature format accepts."""
+    tolist = getattr(values, "tolist", None)
+    return list(tolist()) if callable(tolist) else [v.item() if hasattr(v, "item") else v for v in values]

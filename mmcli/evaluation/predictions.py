@@ -1,0 +1,69 @@
+"""Run a model over a split's tensors and turn predictions into per-task metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mmcli.data.loader import iterate_batches
+
+
+@torch.no_grad()
+def predict_tensors(model: Any, tensors: dict[str, torch.Tensor], batch_size: int, device: torch.device,
+                    keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Concatenated predictions per task (and any ``keep`` outputs: "encoded", "fused"), plus loss."""
+    model.eval()
+    predictions: dict[str, list[torch.Tensor]] = {}
+    pooled: dict[str, list[torch.Tensor]] = {}
+    fused: list[torch.Tensor] = []
+    total_loss, rows = 0.0, 0
+    for batch in iterate_batches(tensors, batch_size):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        output = model(batch)
+        if all(task in batch for task in output.predictions):
+            loss, _ = model.compute_loss(output, batch)
+            total_loss += float(loss) * len(batch["__row__"])
+            rows += len(batch["__row__"])
+        for task, value in output.predictions.items():
+            predictions.setdefault(task, []).append(value.float().cpu())
+        if "encoded" in keep:
+            for name, encoded in output.encoded.items():
+                pooled.setdefault(name, []).append(encoded.pooled.float().cpu())
+        if "fused" in keep:
+            fused.append(output.fused.float().cpu())
+    result: dict[str, Any] = {"predictions": {t: torch.cat(v) for t, v in predictions.items()}}
+    result["loss"] = total_loss / rows if rows else None
+    if "encoded" in keep:
+        result["encoded"] = {n: torch.cat(v) for n, v in pooled.items()}
+    if "fused" in keep:
+        result["fused"] = torch.cat(fused)
+    return result
+
+
+def task_metrics(model: Any, predictions: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> dict[str, dict]:
+    from mmcli.evaluation.metrics_loader import compute_metrics
+
+    metrics: dict[str, dict] = {}
+    for task, head in model.tasks.items():
+        if task not in tensors:
+            continue
+        preds, refs = head.metric_inputs(predictions[task], tensors[task])
+        metrics[task] = compute_metrics(list(head.metrics), preds, refs) if len(refs) else {}
+        metrics[task]["count"] = len(refs)
+    return metrics
+
+
+def evaluate_splits(model: Any, recipe: Any, datasets: Any, splits: list[str]) -> dict[str, Any]:
+    """{split: {task: {metric: value}, "loss": value}} for each split, with the model as it is."""
+    from mmcli.data.loader import split_tensors
+
+    device = next(model.parameters()).device
+    results: dict[str, Any] = {}
+    for split in splits:
+        tensors = split_tensors(datasets[split], list(recipe.inputs), list(recipe.tasks))
+        evaluated = predict_tensors(model, tensors, recipe.training.eval_batch_size, device)
+        results[split] = task_metrics(model, evaluated["predictions"], tensors)
+        results[split]["loss"] = evaluated["loss"]
+        results[split]["rows"] = len(tensors["__row__"])
+    return results

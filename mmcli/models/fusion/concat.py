@@ -1,0 +1,38 @@
+"""Concatenation fusion: every input's pooled vector side by side, then a projection."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from mmcli.config import Settings
+from mmcli.models.outputs import EncoderOutput
+from mmcli.registries import FUSIONS
+
+
+class ConcatFusionConfig(Settings):
+    type: Literal["concat"] = "concat"
+
+
+@FUSIONS.register("concat", ConcatFusionConfig)
+class ConcatFusion(nn.Module):
+    """``GELU(Linear(concat_m pooled_m))`` with inputs in sorted name order.
+
+    Missing modalities enter as their encoder's learned "missing" vector, so the layer can learn
+    what absence means. Dropout is applied by the model after fusion (``model.dropout``).
+
+    Args (forward):
+        outputs: input name -> ``EncoderOutput`` with ``pooled [B, D]``.
+    Returns:
+        ``[B, D]``.
+    """
+
+    def __init__(self, config: ConcatFusionConfig, input_names: list[str], hidden_size: int) -> None:
+        super().__init__()
+        self.names = sorted(input_names)  # sorted: the layout never depends on recipe key order
+        self.proj = nn.Sequential(nn.Linear(len(self.names) * hidden_size, hidden_size), nn.GELU())
+
+    def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor:
+        return self.proj(torch.cat([outputs[name].pooled for name in self.names], dim=-1))

@@ -1,0 +1,45 @@
+"""Gated multimodal unit (GMU, Arevalo et al. 2017) generalised to M modalities."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from mmcli.config import Settings
+from mmcli.models.outputs import EncoderOutput, masked_softmax
+from mmcli.registries import FUSIONS
+
+
+class GatedFusionConfig(Settings):
+    type: Literal["gated"] = "gated"
+
+
+@FUSIONS.register("gated", GatedFusionConfig)
+class GatedFusion(nn.Module):
+    """``h_m = tanh(W_m x_m)``, ``z = softmax_m(W_z [x_1; ...; x_M])``, output ``sum_m z_m h_m``.
+
+    A missing modality (mask row all False) is left out: its gate is masked (the others renormalise)
+    and its vector is zeroed in the gate input. A row with no modality present fuses to zeros.
+
+    Args (forward):
+        outputs: input name -> ``EncoderOutput`` (``pooled [B, D]``, ``mask [B, T]``).
+    Returns:
+        ``[B, D]``.
+    """
+
+    def __init__(self, config: GatedFusionConfig, input_names: list[str], hidden_size: int) -> None:
+        super().__init__()
+        self.names = sorted(input_names)
+        self.transforms = nn.ModuleList(nn.Linear(hidden_size, hidden_size) for _ in self.names)
+        self.gate = nn.Linear(len(self.names) * hidden_size, len(self.names))
+
+    def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor:
+        pooled = [outputs[name].pooled for name in self.names]
+        present = torch.stack([outputs[name].present for name in self.names], dim=1)  # [B, M]
+        hidden = torch.stack([torch.tanh(t(x)) for t, x in zip(self.transforms, pooled)], dim=1)  # [B, M, D]
+        # missing inputs are zeroed in the gate's evidence too, so a missing modality has no influence at all
+        evidence = torch.cat([x * p.unsqueeze(-1).to(x.dtype) for x, p in zip(pooled, present.unbind(1))], dim=-1)
+        gates = masked_softmax(self.gate(evidence), present)  # [B, M]
+        return torch.einsum("bm,bmd->bd", gates, hidden)

@@ -1,0 +1,62 @@
+"""Classification task: logits over the spec's classes, cross-entropy, accuracy/F1."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from mmcli.models.heads._base import TaskSettings, mlp, zero_loss
+from mmcli.registries import TASKS
+
+IGNORE = -100  # target of a row without a label
+
+
+class ClassificationConfig(TaskSettings):
+    type: Literal["classification"] = "classification"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+@TASKS.register("classification", ClassificationConfig)
+class ClassificationTask(nn.Module):
+    """Spec: ``{"classes": [name, ...]}``. ``forward(fused [B, D]) -> logits [B, C]``; targets int64 ``[B]``, -100 = none."""
+
+    metrics: ClassVar[list[str]] = ["accuracy", "f1"]
+    main_metric: ClassVar[str] = "accuracy"
+    greater_is_better: ClassVar[bool] = True
+
+    def __init__(self, config: ClassificationConfig, spec: dict, hidden_size: int) -> None:
+        super().__init__()
+        self.classes = [str(c) for c in spec["classes"]]
+        self.label_smoothing = config.label_smoothing
+        self.head = mlp(hidden_size, len(self.classes), config.hidden, config.dropout)
+
+    def forward(self, fused: Tensor) -> Tensor:
+        return self.head(fused)
+
+    def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """Mean cross-entropy over labelled rows: ``logits [B, C]``, ``target [B]`` -> scalar."""
+        labelled = target != IGNORE
+        if not labelled.any():
+            return zero_loss(prediction)
+        return F.cross_entropy(prediction[labelled].float(), target[labelled].long(),
+                               label_smoothing=self.label_smoothing)
+
+    @torch.no_grad()
+    def decode(self, prediction: Tensor) -> list[dict[str, Any]]:
+        """``logits [B, C]`` -> per row ``{"label": name, "probabilities": {name: p}}``."""
+        probabilities = prediction.float().softmax(dim=-1).cpu().tolist()
+        return [
+            {"label": self.classes[max(range(len(row)), key=row.__getitem__)],
+             "probabilities": dict(zip(self.classes, row))}
+            for row in probabilities
+        ]
+
+    @torch.no_grad()
+    def metric_inputs(self, prediction: Tensor, target: Tensor) -> tuple[list[int], list[int]]:
+        """Predicted and true class indices (into ``classes``) of the labelled rows."""
+        labelled = target != IGNORE
+        return prediction[labelled].argmax(dim=-1).cpu().tolist(), target[labelled].cpu().tolist()

@@ -1,0 +1,56 @@
+"""Regression task: one standardised value per row, MSE, MAE/RMSE in original units."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmcli.models.heads._base import TaskSettings, mlp, zero_loss
+from mmcli.registries import TASKS
+
+
+class RegressionConfig(TaskSettings):
+    type: Literal["regression"] = "regression"
+
+
+@TASKS.register("regression", RegressionConfig)
+class RegressionTask(nn.Module):
+    """Spec: ``{"mean": m, "std": s}``. ``forward(fused [B, D]) -> values [B]`` (standardised);
+    targets float ``[B]`` standardised, NaN = no label."""
+
+    metrics: ClassVar[list[str]] = ["mae", "rmse"]
+    main_metric: ClassVar[str] = "mae"
+    greater_is_better: ClassVar[bool] = False
+
+    def __init__(self, config: RegressionConfig, spec: dict, hidden_size: int) -> None:
+        super().__init__()
+        self.mean = float(spec["mean"])
+        self.std = float(spec["std"])
+        self.head = mlp(hidden_size, 1, config.hidden, config.dropout)
+
+    def forward(self, fused: Tensor) -> Tensor:
+        return self.head(fused).squeeze(-1)
+
+    def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """MSE in standardised units over rows with a label: ``[B]``, ``[B]`` -> scalar."""
+        labelled = ~torch.isnan(target)
+        if not labelled.any():
+            return zero_loss(prediction)
+        return F.mse_loss(prediction[labelled].float(), target[labelled].float())
+
+    def _original(self, values: Tensor) -> list[float]:
+        return (values.float() * self.std + self.mean).cpu().tolist()
+
+    @torch.no_grad()
+    def decode(self, prediction: Tensor) -> list[dict[str, Any]]:
+        """``[B]`` -> per row ``{"value": float}`` in the target column's units."""
+        return [{"value": value} for value in self._original(prediction)]
+
+    @torch.no_grad()
+    def metric_inputs(self, prediction: Tensor, target: Tensor) -> tuple[list[float], list[float]]:
+        """Predicted and true values in original units, rows without a label dropped."""
+        labelled = ~torch.isnan(target)
+        return self._original(prediction[labelled]), self._original(target[labelled])

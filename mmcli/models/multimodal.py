@@ -1,0 +1,78 @@
+"""The multimodal model: one encoder per input, a fusion module, one head per task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from mmcli.errors import RecipeError
+from mmcli.models.outputs import EncoderOutput
+from mmcli.registries import ENCODERS, FUSIONS, TASKS
+
+
+@dataclass
+class ModelOutput:
+    """``predictions``: task -> head output (e.g. logits ``[B, C]``, values ``[B]``);
+    ``encoded``: input -> ``EncoderOutput``; ``fused``: ``[B, D]``."""
+
+    predictions: dict[str, Tensor]
+    encoded: dict[str, EncoderOutput]
+    fused: Tensor
+
+
+class MultimodalModel(nn.Module):
+    """encoders -> fusion -> dropout -> task heads.
+
+    ``forward(batch)`` reads ``batch[name]`` and ``batch[name + "_mask"]`` for each input; other
+    keys (targets, ids, unused columns) are ignored.
+    """
+
+    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, tasks: dict[str, nn.Module],
+                 weights: dict[str, float], dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict(encoders)
+        self.fusion = fusion
+        self.dropout = nn.Dropout(dropout)
+        self.tasks = nn.ModuleDict(tasks)
+        self.weights = dict(weights)
+
+    def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
+        encoded = {name: encoder(batch[name], batch[f"{name}_mask"]) for name, encoder in self.encoders.items()}
+        fused = self.fusion(encoded)
+        hidden = self.dropout(fused)
+        predictions = {name: head(hidden) for name, head in self.tasks.items()}
+        return ModelOutput(predictions=predictions, encoded=encoded, fused=fused)
+
+    def compute_loss(self, output: ModelOutput, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(sum_t weight_t * loss_t, {task: loss_t})``; each task loss skips rows without its label."""
+        losses = {name: head.loss(output.predictions[name], batch[name]) for name, head in self.tasks.items()}
+        total = sum(self.weights[name] * loss for name, loss in losses.items())
+        return total, losses  # type: ignore[return-value]
+
+
+def _check_name(kind: str, name: str) -> None:
+    # module names become state-dict keys; '.' would make them ambiguous (torch refuses them)
+    if not name or "." in name:
+        raise RecipeError(f"{kind} name '{name}' must be non-empty and contain no '.'")
+
+
+def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
+    """Build the model named by a validated recipe, sized by the fitted ``preprocessing`` specs.
+
+    ``preprocessing``: ``{"inputs": {name: {"modality": m, "spec": {...}}}, "tasks": {name: {"type": t, "spec": {...}}}}``.
+    """
+    hidden = recipe.model.hidden_size
+    encoders = {}
+    for name, cfg in recipe.inputs.items():
+        _check_name("input", name)
+        spec = preprocessing["inputs"][name]["spec"]
+        encoders[name] = ENCODERS[cfg.modality].build(cfg.encoder, spec=spec, hidden_size=hidden)
+    tasks = {}
+    for name, cfg in recipe.tasks.items():
+        _check_name("task", name)
+        tasks[name] = TASKS.build(cfg, spec=preprocessing["tasks"][name]["spec"], hidden_size=hidden)
+    fusion = FUSIONS.build(recipe.model.fusion, input_names=list(recipe.inputs), hidden_size=hidden)
+    weights = {name: float(cfg.weight) for name, cfg in recipe.tasks.items()}
+    return MultimodalModel(encoders, fusion, tasks, weights, dropout=recipe.model.dropout)

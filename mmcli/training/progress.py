@@ -1,0 +1,35 @@
+"""A rich progress bar on stderr for training (silent with --quiet or --json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class TrainingProgress:
+    def __init__(self, total_steps: int, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]train[/] epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=self.console, disable=not enabled, transient=False,
+        )
+        self.task = self.progress.add_task("train", total=total_steps, epoch="1/?", loss=float("nan"))
+
+    def __enter__(self) -> "TrainingProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def step(self, epoch: int, epochs: int, loss: float) -> None:
+        self.progress.update(self.task, advance=1, epoch=f"{epoch}/{epochs}", loss=loss)
+
+    def epoch_done(self, epoch: int, monitor: str, score: float, improved: bool) -> None:
+        if self.enabled:
+            mark = " [green]best[/]" if improved else ""
+            self.progress.console.print(f"epoch {epoch}: {monitor} = {score:.4f}{mark}")

@@ -1,0 +1,18 @@
+"""Seeds and deterministic settings, so the same recipe twice gives the same metrics."""
+
+from __future__ import annotations
+
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    from accelerate.utils import set_seed
+
+    set_seed(seed, deterministic=False)
+    # Deterministic kernels where PyTorch has them; warn (not fail) where it does not.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Shuffling order depends only on (seed, epoch): a resumed run sees the same batches."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)

@@ -1,0 +1,46 @@
+"""encode: pooled per-input and fused embeddings of a split, to safetensors or Parquet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mmcli.errors import DataError
+from mmcli.runs import atomic_write_bytes
+
+
+def encode_run(run_dir: str | Path, split: str = "test", output: str | Path | None = None,
+               num_proc: int = 1, quiet: bool = True) -> dict[str, Any]:
+    from mmcli.data.loader import split_tensors
+    from mmcli.evaluation.predictions import predict_tensors
+    from mmcli.workflows.run_dir import open_run, split_dataset
+
+    run = open_run(run_dir)
+    dataset = split_dataset(run, split, num_proc, quiet)
+    tensors = split_tensors(dataset, list(run.recipe.inputs), list(run.recipe.tasks))
+    device = next(run.model.parameters()).device
+    result = predict_tensors(run.model, tensors, run.recipe.training.eval_batch_size, device, keep=("encoded", "fused"))
+    embeddings = {f"input.{name}": value for name, value in result["encoded"].items()}
+    embeddings["fused"] = result["fused"]
+    ids = list(dataset["__id__"])
+    output = Path(output) if output else run.run_dir / f"embeddings-{split}.safetensors"
+    if output.suffix == ".safetensors":
+        from safetensors.torch import save
+
+        atomic_write_bytes(output, save({k: v.contiguous() for k, v in embeddings.items()}, metadata={"ids": json.dumps(ids), "split": split}))
+    elif output.suffix == ".parquet":
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = {"id": pa.array(ids)}
+        columns.update({name: pa.array(list(value.numpy())) for name, value in embeddings.items()})
+        buffer = io.BytesIO()
+        pq.write_table(pa.table(columns), buffer)
+        atomic_write_bytes(output, buffer.getvalue())
+    else:
+        raise DataError(f"{output}: unknown embeddings format '{output.suffix}' (known: .safetensors, .parquet)")
+    return {"output": str(output), "split": split, "rows": len(ids),
+            "embeddings": {name: list(value.shape) for name, value in embeddings.items()}}

@@ -1,0 +1,91 @@
+"""predict: decode new rows with the run's processors, write JSONL predictions with probabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmcli.errors import DataError
+from mmcli.runs import atomic_write_jsonl
+
+PREDICT_SPLIT = "predict"
+
+
+def _sample_table(recipe: Any, sample: dict[str, str]) -> tuple[Any, pd.DataFrame]:
+    """One row from --text/--image/--audio/--video; an input not given counts as missing."""
+    unknown = [name for name in sample if name not in recipe.inputs]
+    if unknown:
+        raise DataError(f"this run has no input '{unknown[0]}' (inputs: {', '.join(recipe.inputs)})")
+    recipe = recipe.model_copy(deep=True)
+    row: dict[str, Any] = {}
+    for name, cfg in recipe.inputs.items():
+        value = sample.get(name)
+        if value is None:
+            cfg.optional = True
+        elif cfg.modality != "text":
+            value = str(Path(value).resolve())
+        row[cfg.column] = value
+    return recipe, pd.DataFrame([row], dtype=object)
+
+
+def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample: dict[str, str] | None = None,
+                output: str | Path | None = None, num_proc: int = 1, quiet: bool = True) -> dict[str, Any]:
+    from mmcli.data.loader import split_tensors
+    from mmcli.data.manifest import read_manifest, require_columns
+    from mmcli.data.preprocess import prepare_rows
+    from mmcli.evaluation.predictions import predict_tensors
+    from mmcli.workflows.run_dir import open_run
+
+    run = open_run(run_dir)
+    recipe = run.recipe
+    if manifest is not None:
+        manifest = Path(manifest)
+        table, base_dir, where = read_manifest(manifest), manifest.parent, str(manifest)
+        require_columns(table, {cfg.column: f"inputs.{name}.column" for name, cfg in recipe.inputs.items()}, manifest)
+    elif sample:
+        recipe, table = _sample_table(recipe, sample)
+        base_dir, where = Path("/"), "the given sample"
+    else:
+        raise DataError("nothing to predict", hint="pass --manifest FILE or at least one of --text/--image/--audio/--video")
+    id_column = recipe.data.id_column
+    ids = table[id_column].astype(str).tolist() if id_column and id_column in table.columns else [str(i) for i in range(len(table))]
+    splits = np.array([PREDICT_SPLIT] * len(table), dtype=object)
+    prepared = prepare_rows(recipe, table, base_dir, splits, ids, run.preprocessing, num_proc, quiet, where)
+    kept = np.flatnonzero(prepared.keep)
+    dataset = prepared.dataset.select(kept)
+    tensors = split_tensors(dataset, list(recipe.inputs), [t for t in recipe.tasks if t in dataset.column_names])
+    device = next(run.model.parameters()).device
+    predictions = predict_tensors(run.model, tensors, recipe.training.eval_batch_size, device)["predictions"]
+    decoded = {task: run.model.tasks[task].decode(value) for task, value in predictions.items()}
+    rows = [{"id": ids[row], "row": int(row), **{task: decoded[task][i] for task in decoded}} for i, row in enumerate(kept)]
+    output = Path(output) if output else run.run_dir / "predictions.jsonl"
+    atomic_write_jsonl(output, rows)
+    if prepared.records:
+        atomic_write_jsonl(output.with_name(output.stem + ".errors.jsonl"), prepared.records)
+    return {"output": str(output), "rows": len(table), "predicted": len(rows), "skipped": len(prepared.records),
+            "predictions": rows if sample else rows[:3]}
+
+
+def sample_by_modality(run_dir: str | Path, given: dict[str, str]) -> dict[str, str]:
+    """Map --image/--audio/... to the run's input of that modality (input name -> value)."""
+    import yaml
+
+    from mmcli.recipe.loader import validate_recipe
+    from mmcli.runs import RECIPE_FILE
+
+    path = Path(run_dir) / RECIPE_FILE
+    if not path.is_file():
+        raise DataError(f"{run_dir}: not a run directory (no {RECIPE_FILE})")
+    recipe = validate_recipe(yaml.safe_load(path.read_text(encoding="utf-8")))
+    sample = {}
+    for modality, value in given.items():
+        names = [name for name, cfg in recipe.inputs.items() if cfg.modality == modality]
+        if not names:
+            raise DataError(f"--{modality}: this run has no {modality} input (inputs: {', '.join(recipe.inputs)})")
+        if len(names) > 1:
+            raise DataError(f"--{modality}: the run has several {modality} inputs ({', '.join(names)})", hint="use --manifest")
+        sample[names[0]] = value
+    return sample

@@ -1,0 +1,71 @@
+"""Open a run directory: its resolved recipe, fitted processors and trained model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmcli.errors import DataError
+from mmcli.recipe.loader import validate_recipe
+from mmcli.runs import BEST_CHECKPOINT, PREPROCESSING_FILE, RECIPE_FILE, read_json
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    recipe: Any
+    preprocessing: dict
+    model: Any
+    checkpoint: dict
+    data: dict
+
+
+def open_run(run_dir: str | Path) -> LoadedRun:
+    from mmcli.models.multimodal import build_model
+    from mmcli.training.checkpoint import load_weights
+
+    run_dir = Path(run_dir)
+    for needed in (RECIPE_FILE, PREPROCESSING_FILE):
+        if not (run_dir / needed).is_file():
+            raise DataError(f"{run_dir}: not a run directory (no {needed})", hint="pass the folder 'mmcli finetune' wrote, e.g. runs/quickstart")
+    recipe = validate_recipe(yaml.safe_load((run_dir / RECIPE_FILE).read_text(encoding="utf-8")))
+    preprocessing = read_json(run_dir / PREPROCESSING_FILE)
+    model = build_model(recipe, preprocessing)
+    checkpoint = load_weights(run_dir / BEST_CHECKPOINT, model)
+    model.eval()
+    data = read_json(run_dir / "data.json") if (run_dir / "data.json").is_file() else {}
+    return LoadedRun(run_dir, recipe, preprocessing, model, checkpoint, data)
+
+
+def split_dataset(run: LoadedRun, split: str, num_proc: int = 1, quiet: bool = True) -> Any:
+    """The cached split the run was trained from, or the manifest re-decoded with the run's processors."""
+    cache = Path(run.data.get("cache", ""))
+    if cache.is_dir() and (cache / "summary.json").is_file():
+        from datasets import load_from_disk
+
+        datasets = load_from_disk(str(cache / "dataset"))
+    else:
+        datasets = _redecode(run, num_proc, quiet)
+    if split not in datasets:
+        raise DataError(f"split '{split}' is not in the data (splits: {', '.join(sorted(datasets))})", hint="pass --split with one of them")
+    return datasets[split]
+
+
+def _redecode(run: LoadedRun, num_proc: int, quiet: bool) -> dict[str, Any]:
+    """The cache is gone: decode the manifest again with the run's fitted processors (never refit)."""
+    import numpy as np
+
+    from mmcli.data.manifest import assign_splits, read_manifest, row_ids
+    from mmcli.data.preprocess import prepare_rows
+
+    data = run.recipe.data
+    manifest = Path(data.manifest)
+    table = read_manifest(manifest)
+    splits = assign_splits(table, data.split_column, data.split_ratios, run.recipe.seed)
+    ids = row_ids(table, data.id_column, manifest)
+    prepared = prepare_rows(run.recipe, table, manifest.parent, splits, ids, run.preprocessing, num_proc, quiet, str(manifest))
+    return {name: prepared.dataset.select(np.flatnonzero(prepared.keep & (splits == name)))
+            for name in sorted(set(map(str, splits)))}

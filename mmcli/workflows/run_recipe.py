@@ -1,0 +1,28 @@
+"""run: every stage of a recipe (preprocess, finetune, evaluate) and the --check of expected metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def check_expected(recipe: Any, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per ``expected`` entry: expected value, tolerance, measured value and whether it passes."""
+    rows = []
+    for item in recipe.expected:
+        measured = metrics.get(item.split, {}).get(item.task, {}).get(item.metric)
+        ok = measured is not None and abs(measured - item.value) <= item.tolerance
+        rows.append({"split": item.split, "task": item.task, "metric": item.metric, "expected": item.value,
+                     "tolerance": item.tolerance, "measured": measured, "ok": bool(ok)})
+    return rows
+
+
+def run_recipe(recipe: Any, run_dir: str | Path | None = None, check: bool = False, num_proc: int = 1,
+               show_progress: bool = True, argv: list[str] | None = None) -> dict[str, Any]:
+    from mmcli.workflows.finetune import finetune
+
+    result = finetune(recipe, run_dir=run_dir, num_proc=num_proc, show_progress=show_progress, argv=argv)
+    if check:
+        result["check"] = check_expected(recipe, result["metrics"])
+        result["check_passed"] = all(row["ok"] for row in result["check"])
+    return result
