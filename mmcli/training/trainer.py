@@ -16,7 +16,7 @@ from mmcli.errors import DataError, RuntimeFailure
 from mmcli.evaluation.predictions import predict_tensors, task_metrics
 from mmcli.runs import BEST_CHECKPOINT, atomic_write_jsonl
 from mmcli.training.checkpoint import load_weights, save_checkpoint
-from mmcli.training.progress import TrainingProgress
+from mmcli.progress import TrainingProgress
 from mmcli.training.seeding import epoch_generator, seed_everything
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,11 @@ def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample:
     id_column = recipe.data.id_column
     ids = table[id_column].astype(str).tolist() if id_column and id_column in table.columns else [str(i) for i in range(len(table))]
     splits = np.array([PREDICT_SPLIT] * len(table), dtype=object)
-    prepared = prepare_rows(recipe, table, base_dir, splits, ids, run.preprocessing, num_proc, quiet, where)
-    kept = np.flatnonzero(prepared.keep)
-    dataset = prepared.dataset.select(kept)
-    tensors = split_tensors(dataset, list(recipe.inputs), [t for t in recipe.tasks if t in dataset.column_names])
+    with tempfile.TemporaryDirectory(prefix="mmcli-predict-") as workdir:
+        prepared = prepare_rows(recipe, table, base_dir, splits, ids, Path(workdir), run.preprocessing, num_proc, quiet, where)
+        kept = np.flatnonzero(prepared.keep)
+        dataset = prepared.dataset.select(kept)
+        tensors = split_tensors(dataset, list(recipe.inputs), [t for t in recipe.tasks if t in dataset.column_names])
     device = next(run.model.parameters()).device
     predictions = predict_tensors(run.model, tensors, recipe.training.eval_batch_size, device)["predictions"]
     decoded = {task: run.model.tasks[task].decode(value) for task, value in predictions.items()}

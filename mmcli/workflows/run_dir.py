@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,9 @@ def _redecode(run: LoadedRun, num_proc: int, quiet: bool) -> dict[str, Any]:
     table = read_manifest(manifest)
     splits = assign_splits(table, data.split_column, data.split_ratios, run.recipe.seed)
     ids = row_ids(table, data.id_column, manifest)
-    prepared = prepare_rows(run.recipe, table, manifest.parent, splits, ids, run.preprocessing, num_proc, quiet, str(manifest))
+    workdir = Path(tempfile.mkdtemp(prefix="mmcli-redecode-"))  # removed at exit; the datasets memory-map it
+    atexit.register(shutil.rmtree, workdir, True)
+    prepared = prepare_rows(run.recipe, table, manifest.parent, splits, ids, workdir, run.preprocessing, num_proc, quiet,
+                            str(manifest))
     return {name: prepared.dataset.select(np.flatnonzero(prepared.keep & (splits == name)))
             for name in sorted(set(map(str, splits)))}

@@ -18,7 +18,11 @@ class GatedFusionConfig(Settings):
 
 @FUSIONS.register("gated", GatedFusionConfig)
 class GatedFusion(nn.Module):
-    """``h_m = tanh(W_m x_m)``, ``z = softmax_m(W_z [x_1; ...; x_M])``, output ``sum_m z_m h_m``.
+    """``h_m = tanh(W_m x_m)``, ``z = softmax_m(W_z [x_1; ...; x_M])`` per feature, output ``sum_m z_m ⊙ h_m``.
+
+    The gates are per feature (``z [B, M, D]``), as in the seed's ``g ⊙ X_t + (1 - g) ⊙ X_v``:
+    one scalar gate per modality would force the fused vector to favour one modality as a whole,
+    and a task that needs two modalities at once (shapes' ``scene``) then does not train.
 
     A missing modality (mask row all False) is left out: its gate is masked (the others renormalise)
     and its vector is zeroed in the gate input. A row with no modality present fuses to zeros.
@@ -33,7 +37,7 @@ class GatedFusion(nn.Module):
         super().__init__()
         self.names = sorted(input_names)
         self.transforms = nn.ModuleList(nn.Linear(hidden_size, hidden_size) for _ in self.names)
-        self.gate = nn.Linear(len(self.names) * hidden_size, len(self.names))
+        self.gate = nn.Linear(len(self.names) * hidden_size, len(self.names) * hidden_size)
 
     def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor:
         pooled = [outputs[name].pooled for name in self.names]
@@ -41,5 +45,6 @@ class GatedFusion(nn.Module):
         hidden = torch.stack([torch.tanh(t(x)) for t, x in zip(self.transforms, pooled)], dim=1)  # [B, M, D]
         # missing inputs are zeroed in the gate's evidence too, so a missing modality has no influence at all
         evidence = torch.cat([x * p.unsqueeze(-1).to(x.dtype) for x, p in zip(pooled, present.unbind(1))], dim=-1)
-        gates = masked_softmax(self.gate(evidence), present)  # [B, M]
-        return torch.einsum("bm,bmd->bd", gates, hidden)
+        logits = self.gate(evidence).view(hidden.shape)  # [B, M, D]
+        gates = masked_softmax(logits.transpose(1, 2), present.unsqueeze(1)).transpose(1, 2)  # softmax over M
+        return (gates * hidden).sum(dim=1)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -33,3 +34,13 @@ class TrainingProgress:
         if self.enabled:
             mark = " [green]best[/]" if improved else ""
             self.progress.console.print(f"epoch {epoch}: {monitor} = {score:.4f}{mark}")
+
+
+@contextmanager
+def task_progress(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr for a counted job; yields ``advance(n)``."""
+    progress = Progress(TextColumn(f"[bold]{description}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled)
+    with progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)

@@ -1,0 +1,52 @@
+"""End-to-end fixtures: a workspace with the shapes dataset, and the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 900) -> CliResult:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, "-m", "mmcli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding recipes/ and the full-size shapes dataset under data/shapes (as `make demo` makes it)."""
+    root = tmp_path_factory.mktemp("workspace")
+    shutil.copytree(REPO / "recipes", root / "recipes")
+    result = run_cli("datasets", "make", "shapes", "data/shapes", "--size", "2000", "--seed", "0", cwd=root)
+    assert result.code == 0, result.stderr
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small shapes dataset (fast runs for error handling and commands)."""
+    root = tmp_path_factory.mktemp("small")
+    shutil.copytree(REPO / "recipes", root / "recipes")
+    result = run_cli("datasets", "make", "shapes", "data/shapes", "--size", "120", "--seed", "1", cwd=root)
+    assert result.code == 0, result.stderr
+    return root

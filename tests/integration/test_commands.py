@@ -1,0 +1,138 @@
+"""CLI behaviour on a small dataset: errors, bad rows, predict, encode, determinism."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from .conftest import run_cli
+
+FAST = ["training.epochs=2", "training.batch_size=16"]
+
+
+def _one_line_error(result) -> str:
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    # the error is the last thing printed (progress bars may come before it)
+    assert result.stderr.rstrip().splitlines()[-1] == errors[0]
+    return errors[0]
+
+
+def test_unknown_fusion_is_one_line_naming_the_key(small_workspace):
+    result = run_cli("finetune", "recipes/quickstart.yaml", "model.fusion.type=gatd", cwd=small_workspace)
+    assert result.code == 2
+    line = _one_line_error(result)
+    assert "model.fusion.type" in line and "gatd" in line
+    assert "attention" in line and "concat" in line and "gated" in line
+
+
+def test_unknown_recipe_key_and_bad_value(small_workspace):
+    result = run_cli("recipes", "validate", "recipes/quickstart.yaml", "training.epochz=3", cwd=small_workspace)
+    assert result.code == 2 and "training.epochz" in _one_line_error(result)
+    result = run_cli("recipes", "validate", "recipes/quickstart.yaml", "training.epochs=-1", cwd=small_workspace)
+    assert result.code == 2 and "training.epochs" in _one_line_error(result)
+
+
+def _broken_manifest(workspace: Path) -> tuple[Path, list[str]]:
+    """A copy of the manifest with one image path missing and one WAV truncated."""
+    source = workspace / "data" / "shapes" / "manifest.csv"
+    rows = list(csv.DictReader(source.open()))
+    train = [i for i, row in enumerate(rows) if row["split"] == "train"]
+    missing_row, truncated_row = train[3], train[7]
+    rows[missing_row]["image"] = "images/does-not-exist.png"
+    wav = workspace / "data" / "shapes" / "audio" / "truncated.wav"
+    original = (workspace / "data" / "shapes" / rows[truncated_row]["audio"]).read_bytes()
+    wav.write_bytes(original[: len(original) // 2])
+    rows[truncated_row]["audio"] = "audio/truncated.wav"
+    target = workspace / "data" / "shapes" / "broken.csv"
+    with target.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return target, [rows[missing_row]["id"], rows[truncated_row]["id"]]
+
+
+def test_bad_rows_fail_by_default_and_are_skipped_on_request(small_workspace):
+    manifest, bad_ids = _broken_manifest(small_workspace)
+    args = ["finetune", "recipes/quickstart.yaml", f"data.manifest={manifest}", "name=broken", *FAST]
+    result = run_cli(*args, cwd=small_workspace)
+    assert result.code == 2
+    line = _one_line_error(result)
+    assert "2 bad rows" in line and all(row_id in line for row_id in bad_ids)
+
+    result = run_cli(*args, "data.on_error=skip", "--json", cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    payload = result.json()
+    assert payload["skipped"] == 2
+    assert payload["preprocess"]["kept"] + payload["preprocess"]["skipped"] == payload["preprocess"]["rows"]
+    errors = [json.loads(line) for line in (small_workspace / "runs" / "broken" / "errors.jsonl").read_text().splitlines()]
+    assert sorted(e["id"] for e in errors) == sorted(bad_ids)
+    assert any("not found" in e["error"] for e in errors) and any("truncated" in e["error"].lower() for e in errors)
+
+
+@pytest.fixture(scope="module")
+def small_run(small_workspace):
+    result = run_cli("finetune", "recipes/quickstart.yaml", "name=small", *FAST, "--json", cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    return small_workspace / "runs" / "small"
+
+
+def test_same_command_twice_gives_identical_metrics(small_workspace, small_run):
+    result = run_cli("finetune", "recipes/quickstart.yaml", "name=small-again", *FAST, "--json", cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    first = json.loads((small_run / "metrics.json").read_text())
+    second = json.loads((small_workspace / "runs" / "small-again" / "metrics.json").read_text())
+    first.pop("training"), second.pop("training")
+    assert first == second
+
+
+def test_predict_manifest_and_single_sample(small_workspace, small_run):
+    manifest = small_workspace / "data" / "shapes" / "manifest.csv"
+    out = small_workspace / "preds.jsonl"
+    result = run_cli("predict", str(small_run), "--manifest", str(manifest), "-o", str(out), "--json", cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 120
+    scene = rows[0]["scene"]
+    assert scene["label"] in scene["probabilities"] and sum(scene["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert isinstance(rows[0]["size"]["value"], float)
+
+    shapes = small_workspace / "data" / "shapes"
+    result = run_cli("predict", str(small_run), "--image", str(shapes / "images" / "00000.png"),
+                     "--audio", str(shapes / "audio" / "00000.wav"), "--text", "it looks crimson", "--json",
+                     cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    payload = result.json()
+    assert payload["predicted"] == 1 and "scene" in payload["predictions"][0]
+
+
+def test_encode_writes_pooled_and_fused_embeddings(small_workspace, small_run):
+    out = small_workspace / "emb.safetensors"
+    result = run_cli("encode", str(small_run), "--split", "test", "-o", str(out), "--json", cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    tensors = load_file(out)
+    assert set(tensors) == {"input.text", "input.image", "input.audio", "input.video", "fused"}
+    rows = result.json()["rows"]
+    assert all(t.shape == (rows, 64) for t in tensors.values())
+    parquet = small_workspace / "emb.parquet"
+    assert run_cli("encode", str(small_run), "-o", str(parquet), cwd=small_workspace).code == 0
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(parquet).num_rows == rows
+
+
+def test_help_imports_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom mmcli.cli.app import app\n"
+            "for args in (['--help'], ['finetune', '--help'], ['recipes', 'ls', '--help']):\n"
+            "    assert CliRunner().invoke(app, args).exit_code == 0\n"
+            "heavy = [m for m in ('torch', 'transformers', 'datasets', 'evaluate') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
