@@ -44,10 +44,30 @@ def read_recipe_dict(name_or_path: str) -> dict[str, Any]:
     return data
 
 
-def _describe(error: dict[str, Any]) -> str:
-    loc = [str(part) for part in error["loc"]]
-    # Pydantic appends the chosen union member's tag to the location; drop it for users.
-    loc = [part for part in loc if not part[:1].isupper() and not part.startswith("function-")]
+def _user_path(loc: tuple, data: Any) -> list[str]:
+    """The error location as recipe keys: pydantic adds union tags (e.g. the chosen fusion
+    type) to locations; a part that is not a key of the data at that point is such a tag."""
+    path, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+            node = node[part]
+        elif _is_tag(part, node):
+            continue
+        else:
+            node = None
+        path.append(str(part))
+    return path
+
+
+def _is_tag(part: Any, node: Any) -> bool:
+    return isinstance(node, dict) and part in (node.get("type"), node.get("modality")) or str(part)[:1].isupper() \
+        or str(part).startswith("function-")
+
+
+def _describe(error: dict[str, Any], data: Any) -> str:
+    loc = _user_path(error["loc"], data)
     kind = error["type"]
     if kind == "union_tag_invalid":
         ctx = error["ctx"]
@@ -64,9 +84,13 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"{where}: required key is missing"
     message = error["msg"].removeprefix("Value error, ")
+    if kind == "literal_error" and loc and loc[-1] in ("type", "modality"):
+        holder = next((_TAG_KINDS[p] for p in reversed(loc[:-1]) if p in _TAG_KINDS), "component")
+        known = ", ".join(sorted(e.strip("' ") for e in error["ctx"]["expected"].replace(" or ", ",").split(",") if e.strip()))
+        return f"{where}: unknown {holder} {error['input']!r} (known: {known})"
     if kind == "literal_error":
         return f"{where}: {message}, got {error['input']!r}"
-    return f"{where}: {message}"
+    return message if not loc else f"{where}: {message}"
 
 
 def validate_recipe(data: dict[str, Any]) -> Any:
@@ -76,7 +100,7 @@ def validate_recipe(data: dict[str, Any]) -> Any:
         return recipe_model().model_validate(data)
     except ValidationError as error:
         errors = error.errors()
-        first = _describe(errors[0])
+        first = _describe(errors[0], data)
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise RecipeError(first + more) from error
     except RecipeError:

@@ -8,6 +8,7 @@ what is registered.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model, model_validator
@@ -64,6 +65,9 @@ class EvaluationSettings(Settings):
     splits: list[str] = Field(default_factory=lambda: ["validation", "test"])
 
 
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
 def _tagged_union(configs: list[type], tag: str) -> Any:
     if len(configs) == 1:
         return configs[0]
@@ -108,6 +112,15 @@ def recipe_model() -> type:
             raise ValueError("inputs: at least one input is needed")
         if not recipe.tasks:
             raise ValueError("tasks: at least one task is needed")
+        for section, names in (("inputs", recipe.inputs), ("tasks", recipe.tasks)):
+            for name in names:
+                if not NAME.fullmatch(name):
+                    raise ValueError(f"{section}.{name}: names may use letters, digits, '_' and '-' and start with a letter")
+        # inputs and tasks share the batch dictionary (x, x_mask, task), so their names must not collide
+        taken = {key for name in recipe.inputs for key in (name, f"{name}_mask")}
+        for name in recipe.tasks:
+            if name in taken:
+                raise ValueError(f"tasks.{name}: the name is already used by an input (rename the task or the input)")
         monitor = recipe.training.monitor
         if monitor is not None:
             task = monitor.split(".")[0]

@@ -19,7 +19,7 @@ def quickstart(workspace):
 
 
 def test_quickstart_reproduces_expected_metrics(quickstart, workspace):
-    assert quickstart.code == 0, quickstart.stderr[-2000:]
+    assert quickstart.code == 0, quickstart.stdout[-3000:] + quickstart.stderr[-2000:]
     payload = quickstart.json()
     assert payload["check_passed"] is True
     assert payload["check"], "the quickstart recipe must state expected metrics"

@@ -1,0 +1,92 @@
+"""preprocess as a library: cache reuse and invalidation, split handling, label errors, skip accounting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mmcli.data.loader import split_tensors
+from mmcli.data.preprocess import preprocess
+from mmcli.data.synthetic import make_dataset
+from mmcli.errors import DataError
+from mmcli.recipe.loader import load_recipe
+
+QUICKSTART = str(Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml")
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("shapes")
+    make_dataset("shapes", root, size=40, seed=3)
+    return root / "manifest.csv"
+
+
+def recipe_for(manifest: Path, cache: Path, *overrides: str):
+    return load_recipe(QUICKSTART, [f"data.manifest={manifest}", f"data.cache_dir={cache}", *overrides])
+
+
+def test_second_run_reuses_cache_and_a_setting_change_rebuilds(shapes, tmp_path):
+    first = preprocess(recipe_for(shapes, tmp_path))
+    assert not first.reused and first.kept == 40 and first.skipped == 0
+    second = preprocess(recipe_for(shapes, tmp_path))
+    assert second.reused and second.key == first.key
+    changed = preprocess(recipe_for(shapes, tmp_path, "inputs.audio.preprocessing.n_mels=16"))
+    assert not changed.reused and changed.key != first.key
+    training_only = preprocess(recipe_for(shapes, tmp_path, "training.epochs=99"))
+    assert training_only.reused, "training settings must not invalidate the preprocessing cache"
+
+
+def test_tensors_have_contract_dtypes_and_shapes(shapes, tmp_path):
+    recipe = recipe_for(shapes, tmp_path)
+    prepared = preprocess(recipe)
+    tensors = split_tensors(prepared.load()["train"], list(recipe.inputs), list(recipe.tasks))
+    rows = prepared.splits["train"]
+    assert tensors["image"].shape == (rows, 3, 32, 32) and str(tensors["image"].dtype) == "torch.uint8"
+    assert tensors["video"].shape == (rows, 8, 3, 16, 16) and tensors["video_mask"].all()
+    assert tensors["audio"].shape[:2] == (rows, 32) and str(tensors["audio"].dtype) == "torch.float16"
+    assert str(tensors["text"].dtype) == "torch.int64" and tensors["text_mask"].any(dim=1).all()
+    assert sorted(prepared.preprocessing["tasks"]["scene"]["spec"]["classes"]) == prepared.preprocessing["tasks"]["scene"]["spec"]["classes"]
+
+
+def test_split_ratios_when_the_manifest_has_no_split_column(shapes, tmp_path):
+    table = pd.read_csv(shapes).drop(columns=["split"])
+    manifest = shapes.parent / "nosplit.csv"
+    table.to_csv(manifest, index=False)
+    prepared = preprocess(recipe_for(manifest, tmp_path, "data.split_ratios={train: 0.5, validation: 0.25, test: 0.25}",
+                                     "~tasks.scene", "~tasks.motion", "~expected"))
+    assert prepared.splits == {"test": 10, "train": 20, "validation": 10}
+
+
+def test_label_unseen_in_train_is_a_bad_row_and_skips_are_counted(shapes, tmp_path):
+    table = pd.read_csv(shapes)
+    row = table.index[table["split"] == "test"][0]
+    table.loc[row, "direction"] = "sideways"
+    manifest = shapes.parent / "badlabel.csv"
+    table.to_csv(manifest, index=False)
+    with pytest.raises(DataError, match="sideways"):
+        preprocess(recipe_for(manifest, tmp_path))
+    prepared = preprocess(recipe_for(manifest, tmp_path, "data.on_error=skip"))
+    assert prepared.skipped == 1 and prepared.kept + prepared.skipped == prepared.rows == 40
+    assert "sideways" in prepared.errors_file.read_text()
+
+
+def test_missing_column_names_the_recipe_key(shapes, tmp_path):
+    with pytest.raises(DataError, match=r"column 'nope' \(from tasks.scene.column\)"):
+        preprocess(recipe_for(shapes, tmp_path, "tasks.scene.column=nope"))
+
+
+def test_optional_input_with_empty_cells_is_missing_not_an_error(shapes, tmp_path):
+    table = pd.read_csv(shapes)
+    table.loc[:5, "image"] = ""
+    manifest = shapes.parent / "noimage.csv"
+    table.to_csv(manifest, index=False)
+    with pytest.raises(DataError):
+        preprocess(recipe_for(manifest, tmp_path))
+    recipe = recipe_for(manifest, tmp_path, "inputs.image.optional=true")
+    prepared = preprocess(recipe)
+    assert prepared.skipped == 0
+    dataset = prepared.load()
+    masks = {split: split_tensors(dataset[split], list(recipe.inputs), list(recipe.tasks))["image_mask"] for split in dataset}
+    assert sum(int((~m.any(dim=1)).sum()) for m in masks.values()) == 6
