@@ -32,21 +32,20 @@ def run_cli(*args: str, cwd: Path, timeout: int = 900) -> CliResult:
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
-@pytest.fixture(scope="session")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding recipes/ and the full-size shapes dataset under data/shapes (as `make demo` makes it)."""
-    root = tmp_path_factory.mktemp("workspace")
+def _make_workspace(root: Path, size: int, seed: int) -> Path:
     shutil.copytree(REPO / "recipes", root / "recipes")
-    result = run_cli("datasets", "make", "shapes", "data/shapes", "--size", "2000", "--seed", "0", cwd=root)
+    result = run_cli("datasets", "make", "shapes", "data/shapes", "--size", str(size), "--seed", str(seed), cwd=root)
     assert result.code == 0, result.stderr
     return root
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """recipes/ and the full-size shapes dataset under data/shapes, as `make demo` makes them."""
+    return _make_workspace(tmp_path_factory.mktemp("workspace"), 2000, 0)
 
 
 @pytest.fixture(scope="session")
 def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small shapes dataset (fast runs for error handling and commands)."""
-    root = tmp_path_factory.mktemp("small")
-    shutil.copytree(REPO / "recipes", root / "recipes")
-    result = run_cli("datasets", "make", "shapes", "data/shapes", "--size", "120", "--seed", "1", cwd=root)
-    assert result.code == 0, result.stderr
-    return root
+    """A small shapes dataset: fast runs for error handling and the commands."""
+    return _make_workspace(tmp_path_factory.mktemp("small"), 120, 1)
