@@ -1,0 +1,1 @@
+"""Data: manifests, processors, the preprocessing cache, batches and built-in datasets."""

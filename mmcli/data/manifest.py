@@ -1,0 +1,85 @@
+"""Read a manifest (CSV, JSONL or Parquet) and decide each row's split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmcli.errors import DataError
+
+READERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """One row per sample; every cell kept as read (strings stay strings, empty cells are None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found", hint="check data.manifest or make one with 'mmcli datasets make'")
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"{path}: unknown manifest format '{path.suffix}' (known: .csv, .tsv, .jsonl, .parquet)")
+    try:
+        if kind == "csv":
+            table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str,
+                                keep_default_na=False, na_values=[""], encoding="utf-8")
+        elif kind == "jsonl":
+            table = pd.read_json(path, lines=True, dtype=False)
+        else:
+            table = pd.read_parquet(path)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})", hint="save the manifest as UTF-8") from error
+    except (ValueError, pd.errors.ParserError, OSError) as error:
+        raise DataError(f"{path}: cannot read the {kind} manifest: {' '.join(str(error).split())[:200]}") from error
+    if len(table) == 0:
+        raise DataError(f"{path}: the manifest has no rows")
+    table.columns = [str(c) for c in table.columns]
+    duplicated = table.columns[table.columns.duplicated()].tolist()
+    if duplicated:
+        raise DataError(f"{path}: duplicate column names: {', '.join(duplicated)}")
+    return table.astype(object).where(pd.notna(table), None).reset_index(drop=True)
+
+
+def require_columns(table: pd.DataFrame, needed: dict[str, str], manifest: Path) -> None:
+    """``needed`` maps a column to the recipe key that asks for it."""
+    missing = {column: key for column, key in needed.items() if column not in table.columns}
+    if missing:
+        column, key = next(iter(missing.items()))
+        raise DataError(
+            f"{manifest}: column '{column}' (from {key}) is not in the manifest"
+            + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""),
+            hint=f"columns are: {', '.join(table.columns[:20])}",
+        )
+
+
+def assign_splits(table: pd.DataFrame, split_column: str, ratios: dict[str, float], seed: int) -> np.ndarray:
+    """The manifest's split column if present, else a seeded random split by ``ratios``."""
+    if split_column in table.columns:
+        splits = table[split_column]
+        empty = splits.isna() | (splits.astype(str).str.strip() == "")
+        if empty.any():
+            row = int(np.flatnonzero(empty.to_numpy())[0])
+            raise DataError(f"manifest row {row}: empty '{split_column}' cell ({int(empty.sum())} rows in all)",
+                            hint="give every row a split, or drop the column to split by data.split_ratios")
+        return splits.astype(str).str.strip().to_numpy()
+    order = np.random.default_rng(seed).permutation(len(table))
+    names = list(ratios)
+    bounds = np.round(np.cumsum([ratios[name] for name in names]) * len(table)).astype(int)
+    result = np.empty(len(table), dtype=object)
+    start = 0
+    for name, end in zip(names, bounds):
+        result[order[start:end]] = name
+        start = end
+    return result
+
+
+def row_ids(table: pd.DataFrame, id_column: str | None, manifest: Path) -> list[str]:
+    if id_column is None:
+        return [str(i) for i in range(len(table))]
+    ids = table[id_column].astype(str)
+    duplicates = ids[ids.duplicated()]
+    if len(duplicates):
+        raise DataError(f"{manifest}: duplicate id '{duplicates.iloc[0]}' in column '{id_column}' ({len(duplicates)} duplicates)",
+                        hint="ids must be unique")
+    return ids.tolist()

@@ -1,0 +1,109 @@
+"""Image input: a path -> uint8 ``[C, S, S]`` plus a ``[1]`` mask; fit learns pixel mean/std."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from mmcli.config import Settings
+from mmcli.data.processors.base import MediaError, config_from_spec, media_path, pil_to_array, pixel_stats, require_fitted
+from mmcli.registries import PROCESSORS
+
+
+class ImageConfig(Settings):
+    size: int = Field(32, ge=1, description="images are resized to size x size (bilinear, antialiased)")
+    channels: Literal[1, 3] = Field(3, description="1 = grayscale, 3 = RGB (any input mode is converted)")
+    max_pixels: int = Field(40_000_000, ge=1, description="larger images are rejected (decompression bombs)")
+
+
+@PROCESSORS.register("image", ImageConfig)
+class ImageProcessor:
+    """Columns: ``name`` uint8 ``[C, S, S]``, ``name_mask`` bool ``[1]``. Normalisation happens in the encoder."""
+
+    transforms = False  # transform() is the identity: nothing to run after fit
+
+    def __init__(self, config: ImageConfig, name: str) -> None:
+        self.config = config
+        self.name = name
+        self.mask_name = f"{name}_mask"
+        self.mean: list[float] | None = None
+        self.std: list[float] | None = None
+
+    def decode(self, value: Any, base_dir: Path) -> dict[str, np.ndarray]:
+        path = media_path(value, base_dir, "image")
+        return {self.name: read_image(path, self.config, str(value).strip()), self.mask_name: np.ones(1, dtype=bool)}
+
+    def missing(self) -> dict[str, np.ndarray]:
+        c, s = self.config.channels, self.config.size
+        return {self.name: np.zeros((c, s, s), dtype=np.uint8), self.mask_name: np.zeros(1, dtype=bool)}
+
+    def decoded_features(self) -> dict[str, Any]:
+        return self.features()  # decode already gives the final columns
+
+    def features(self) -> dict[str, Any]:
+        import datasets
+
+        c, s = self.config.channels, self.config.size
+        return {
+            self.name: datasets.Array3D((c, s, s), "uint8"),
+            self.mask_name: datasets.Sequence(datasets.Value("bool"), length=1),
+        }
+
+    def fit(self, train: dict[str, Any]) -> None:
+        self.mean, self.std = pixel_stats(train[self.name], train[self.mask_name], self.config.channels)
+
+    def transform(self, columns: dict[str, Any]) -> dict[str, Any]:
+        return columns  # pixels stay uint8; the encoder normalises with the spec's mean/std
+
+    def spec(self) -> dict[str, Any]:
+        require_fitted(self.mean, self.name)
+        return {
+            "modality": "image",
+            "config": self.config.model_dump(),
+            "channels": self.config.channels,
+            "size": self.config.size,
+            "mean": list(self.mean),  # type: ignore[arg-type]
+            "std": list(self.std),  # type: ignore[arg-type]
+        }
+
+    def load_spec(self, spec: dict[str, Any]) -> None:
+        self.config = config_from_spec(ImageConfig, spec)
+        self.mean = [float(v) for v in spec["mean"]]
+        self.std = [float(v) for v in spec["std"]]
+
+
+def read_image(path: Path, config: ImageConfig, shown: str) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            # Our own max_pixels check replaces PIL's global bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                # Image.open reads only the header, so the size check happens before decoding.
+                width, height = image.size
+                if width * height > config.max_pixels:
+                    raise MediaError(
+                        f"image too large: {width}x{height} pixels exceeds max_pixels={config.max_pixels} "
+                        f"(possible decompression bomb): {shown}"
+                    )
+                if width == 0 or height == 0:
+                    raise MediaError(f"image has no pixels: {shown}")
+                # JPEG can decode at a reduced scale (still >= the target size): much faster for photos.
+                image.draft("RGB" if config.channels == 3 else "L", (config.size, config.size))
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return pil_to_array(image, config.size, config.channels)
+    except MediaError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise MediaError(f"image too large (possible decompression bomb): {shown}") from err
+    except UnidentifiedImageError as err:
+        raise MediaError(f"not an image (unrecognised format): {shown}") from err
+    except (OSError, ValueError, SyntaxError) as err:
+        # Truncated/corrupt files surface as OSError ("image file is truncated") or SyntaxError.
+        raise MediaError(f"cannot decode image {shown}: {err}") from err
