@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class TrainingProgress:
-    def __init__(self, total_steps: int, enabled: bool = True) -> None:
+    def __init__(self, total_steps: int, enabled: bool = True, completed: int = 0) -> None:
         self.enabled = enabled
         self.console = Console(stderr=True)
         self.progress = Progress(
@@ -18,7 +18,7 @@ class TrainingProgress:
             TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=self.console, disable=not enabled, transient=False,
         )
-        self.task = self.progress.add_task("train", total=total_steps, epoch="1/?", loss=float("nan"))
+        self.task = self.progress.add_task("train", total=total_steps, completed=completed, epoch="1/?", loss=float("nan"))
 
     def __enter__(self) -> "TrainingProgress":
         self.progress.__enter__()
@@ -30,10 +30,11 @@ class TrainingProgress:
     def step(self, epoch: int, epochs: int, loss: float) -> None:
         self.progress.update(self.task, advance=1, epoch=f"{epoch}/{epochs}", loss=loss)
 
-    def epoch_done(self, epoch: int, monitor: str, score: float, improved: bool) -> None:
+    def epoch_done(self, epoch: int, monitor: str, score: float | None, improved: bool) -> None:
         if self.enabled:
             mark = " [green]best[/]" if improved else ""
-            self.progress.console.print(f"epoch {epoch}: {monitor} = {score:.4f}{mark}")
+            shown = "not finite" if score is None else f"{score:.4f}"
+            self.progress.console.print(f"epoch {epoch}: {monitor} = {shown}{mark}")
 
 
 @contextmanager

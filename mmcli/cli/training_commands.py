@@ -60,6 +60,7 @@ preprocess.epilog = examples(  # type: ignore[attr-defined]
 def finetune(
     recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 1,
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME from the recipe).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Train the recipe's model (preprocessing first if needed); keep the best checkpoint and metrics."""
@@ -69,7 +70,7 @@ def finetune(
         from mmcli.workflows.finetune import finetune as run_finetune
 
         return run_finetune(_load(recipe, overrides), run_dir=run_dir, num_proc=num_proc,
-                            show_progress=out.show_progress, argv=sys.argv)
+                            show_progress=out.show_progress, argv=sys.argv, resume=resume)
 
     execute(out, work, _render_training)
 
@@ -78,6 +79,7 @@ finetune.epilog = examples(  # type: ignore[attr-defined]
     "mmcli finetune recipes/quickstart.yaml",
     "mmcli finetune recipes/quickstart.yaml model.fusion.type=attention training.epochs=5",
     "mmcli finetune recipes/quickstart.yaml ~inputs.audio ~inputs.video --run-dir runs/no-av",
+    "mmcli finetune recipes/quickstart.yaml training.checkpoint_every=100 --resume",
 )
 
 
@@ -85,6 +87,7 @@ def run(
     recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 1,
     check: Annotated[bool, typer.Option("--check", help="Compare with the recipe's expected metrics; exit 1 if any is out of range.")] = False,
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Run every stage of a recipe: preprocess, finetune, evaluate (and --check the expected metrics)."""
@@ -94,7 +97,7 @@ def run(
         from mmcli.workflows.run_recipe import run_recipe
 
         return run_recipe(_load(recipe, overrides), run_dir=run_dir, check=check, num_proc=num_proc,
-                          show_progress=out.show_progress, argv=sys.argv)
+                          show_progress=out.show_progress, argv=sys.argv, resume=resume)
 
     execute(out, work, _render_training, exit_code=lambda r: 0 if r.get("check_passed", True) else 1)
 

@@ -48,6 +48,12 @@ def task_metrics(model: Any, predictions: dict[str, torch.Tensor], tensors: dict
     for task, head in model.tasks.items():
         if task not in tensors:
             continue
+        bad = int((~torch.isfinite(predictions[task])).any(dim=-1).sum()) if predictions[task].dim() > 1 \
+            else int((~torch.isfinite(predictions[task])).sum())
+        if bad:
+            # a diverged model: report it instead of letting a metric library crash on NaN
+            metrics[task] = {name: None for name in head.metrics} | {"count": len(predictions[task]), "non_finite": bad}
+            continue
         preds, refs = head.metric_inputs(predictions[task], tensors[task])
         metrics[task] = compute_metrics(list(head.metrics), preds, refs) if len(refs) else {}
         metrics[task]["count"] = len(refs)

@@ -12,7 +12,8 @@ from mmcli.errors import RecipeError
 from mmcli.recipe.overrides import apply_overrides
 
 # Registry kinds named by the key that holds a ``type`` (or ``modality``) tag.
-_TAG_KINDS = {"fusion": "fusion", "encoder": "encoder", "tasks": "task type", "inputs": "modality"}
+_TAG_KINDS = {"fusion": "fusion", "encoder": "encoder", "attention": "attention", "tasks": "task type",
+              "inputs": "modality"}
 
 
 def builtin_recipes_dir() -> Path:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, create_model, model_validator
 
 from mmcli.config import Settings
-from mmcli.registries import DEFAULT_ENCODER, ENCODERS, FUSIONS, MODALITIES, PROCESSORS, TASKS
+from mmcli.registries import ATTENTIONS, DEFAULT_ENCODER, ENCODERS, FUSIONS, MODALITIES, PROCESSORS, TASKS
 
 
 class DataSettings(Settings):
@@ -49,6 +49,9 @@ class TrainingSettings(Settings):
     grad_clip: float | None = Field(1.0, gt=0)
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without improvement before stopping")
     monitor: str | None = Field(None, description="TASK.METRIC to select the best checkpoint (default: first task's main metric)")
+    checkpoint_every: int | None = Field(None, ge=1, description="also save a full checkpoint every N steps (always at each epoch end)")
+    keep_checkpoints: int = Field(2, ge=1, description="how many step checkpoints to keep (the best is kept apart)")
+    on_nan: Literal["fail", "skip_batch"] = Field("fail", description="non-finite loss: stop with the step and task, or skip and count the batch")
     mixed_precision: Literal["no", "bf16"] = "no"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -105,6 +108,11 @@ def recipe_model() -> type:
         hidden_size=(int, Field(64, ge=4)),
         dropout=(float, Field(0.1, ge=0, lt=1)),
         fusion=(fusion, Field(default_factory=lambda: {"type": "concat"}, validate_default=True)),
+        attention=(
+            Union[_tagged_union(ATTENTIONS.configs(), "type"), None],
+            Field(None, description="cross-modal attention block applied to the encoder outputs before fusion "
+                                    "(default: none)"),
+        ),
     )
 
     def check_references(recipe: Any) -> Any:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -26,6 +27,14 @@ def load_weights(directory: Path, model: torch.nn.Module) -> dict[str, Any]:
     if not weights.is_file() or not info.is_file():
         raise DataError(f"{directory}: no complete checkpoint (needs {MODEL_WEIGHTS} and {MODEL_INFO})",
                         hint="train first with 'mmcli finetune RECIPE'")
-    state = load_safetensors(weights.read_bytes())
-    model.load_state_dict(state, strict=True)
+    try:
+        state = load_safetensors(weights.read_bytes())
+    except SafetensorError as error:
+        # Never fall back to torch.load: a pickle can run code when loaded.
+        raise DataError(f"{weights}: not a safetensors file ({error}); mmcli never loads pickled checkpoints",
+                        hint="retrain, or convert the weights to safetensors") from error
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise DataError(f"{weights}: weights do not fit this run's model: {' '.join(str(error).split())[:200]}") from error
     return read_json(info)

@@ -1,5 +1,5 @@
-"""The trainer: AdamW, warm-up + cosine schedule, validation each epoch, early stopping,
-best checkpoint, on Hugging Face accelerate (CPU here, GPU when present)."""
+"""The trainer: AdamW, warm-up + cosine schedule, validation each epoch, early stopping, best
+checkpoint, full checkpoints for exact resume, on Hugging Face accelerate (CPU here, GPU when present)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ import torch
 from mmcli.data.loader import batches_per_epoch, iterate_batches, split_tensors
 from mmcli.errors import DataError, RuntimeFailure
 from mmcli.evaluation.predictions import predict_tensors, task_metrics
+from mmcli.progress import TrainingProgress
 from mmcli.runs import BEST_CHECKPOINT, atomic_write_jsonl
 from mmcli.training.checkpoint import load_weights, save_checkpoint
-from mmcli.progress import TrainingProgress
 from mmcli.training.seeding import epoch_generator, seed_everything
+from mmcli.training.state import list_checkpoints, load_training_state, save_training_state
+
+CHECKPOINTS = "checkpoints"
 
 
 @dataclass
@@ -30,6 +33,8 @@ class TrainResult:
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    skipped_batches: int = 0
+    resumed_from: str | None = None
 
 
 def make_accelerator(recipe: Any) -> Any:
@@ -47,15 +52,27 @@ def monitor_of(recipe: Any, model: Any) -> tuple[str, str, bool]:
         task, _, metric = recipe.training.monitor.partition(".")
         head = model.tasks[task]
         metric = metric or head.main_metric
-        greater = head.greater_is_better if metric == head.main_metric else metric not in ("mae", "rmse", "loss")
+        if metric not in head.metrics:
+            raise DataError(f"training.monitor: task '{task}' has no metric '{metric}' (known: {', '.join(head.metrics)})")
+        greater = head.greater_is_better if metric == head.main_metric else metric not in ("mae", "rmse")
         return task, metric, greater
     task = next(iter(recipe.tasks))
     head = model.tasks[task]
     return task, head.main_metric, head.greater_is_better
 
 
-def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: bool = True) -> TrainResult:
-    """Train ``model`` on the cached splits; the best checkpoint lands in run_dir/checkpoints/best."""
+def _fresh_progress() -> dict[str, Any]:
+    return {"epoch": 1, "batch": 0, "step": 0, "best_score": None, "best_epoch": 0, "stale": 0, "history": [],
+            "skipped_batches": 0, "epoch_loss": 0.0, "epoch_batches": 0, "stopped_early": False}
+
+
+def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: bool = True,
+          resume: bool = False) -> TrainResult:
+    """Train ``model`` on the cached splits; the best checkpoint lands in run_dir/checkpoints/best.
+
+    With ``resume`` the newest complete ``checkpoints/step-N`` is restored (weights, optimizer,
+    scheduler, RNG, position in the epoch) and training continues exactly as if never stopped.
+    """
     from transformers.optimization import get_cosine_schedule_with_warmup
 
     start = time.perf_counter()
@@ -78,58 +95,90 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
     task, metric, greater = monitor_of(recipe, unwrapped)
     monitor = f"{task}.{metric}" if val_tensors is not None else "train.loss"
 
-    result = TrainResult(monitor=monitor, best_score=None, best_epoch=0, epochs_run=0, steps=0, seconds=0.0)
-    best_dir, stale_epochs = run_dir / BEST_CHECKPOINT, 0
-    with TrainingProgress(total_steps, enabled=show_progress) as progress:
-        for epoch in range(1, epochs + 1):
+    folder = run_dir / CHECKPOINTS
+    state, resumed_from = _fresh_progress(), None
+    if resume and list_checkpoints(folder):
+        latest = list_checkpoints(folder)[-1]
+        state, resumed_from = load_training_state(latest, unwrapped, optimizer, scheduler), str(latest)
+
+    def checkpoint() -> None:
+        save_training_state(folder, state["step"], unwrapped, optimizer, scheduler, state, cfg.keep_checkpoints)
+
+    with TrainingProgress(total_steps, enabled=show_progress, completed=state["step"]) as progress:
+        while state["epoch"] <= epochs and state["step"] < total_steps and not state["stopped_early"]:
+            epoch = state["epoch"]
             model.train()
-            epoch_loss, epoch_batches = 0.0, 0
-            for batch in iterate_batches(train_tensors, cfg.batch_size, shuffle=True,
-                                         generator=epoch_generator(recipe.seed, epoch), drop_last=True):
-                if result.steps >= total_steps:
+            for batch in iterate_batches(train_tensors, cfg.batch_size, shuffle=True, drop_last=True,
+                                         generator=epoch_generator(recipe.seed, epoch), start_batch=state["batch"]):
+                if state["step"] >= total_steps:
                     break
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                with accelerator.autocast():
-                    output = model(batch)
-                    loss, per_task = unwrapped.compute_loss(output, batch)
-                if not torch.isfinite(loss):
-                    bad = [t for t, v in per_task.items() if not torch.isfinite(v)]
-                    raise RuntimeFailure(f"non-finite loss at step {result.steps + 1} (task {', '.join(bad) or 'total'})",
-                                         hint="lower training.learning_rate or check the targets")
-                optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(loss)
-                if cfg.grad_clip:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                result.steps += 1
-                epoch_loss += float(loss.detach())
-                epoch_batches += 1
-                progress.step(epoch, epochs, epoch_loss / epoch_batches)
-            record: dict[str, Any] = {"epoch": epoch, "step": result.steps, "train_loss": epoch_loss / max(epoch_batches, 1),
-                                      "lr": scheduler.get_last_lr()[0]}
-            if val_tensors is not None:
-                evaluated = predict_tensors(unwrapped, val_tensors, cfg.eval_batch_size, device)
-                record["validation"] = task_metrics(unwrapped, evaluated["predictions"], val_tensors)
-                record["validation_loss"] = evaluated["loss"]
-                score = record["validation"][task][metric]
-            else:
-                score, greater = record["train_loss"], False
-            result.history.append(record)
-            result.epochs_run = epoch
-            improved = result.best_score is None or (score > result.best_score if greater else score < result.best_score)
-            progress.epoch_done(epoch, monitor, score, improved)
-            if improved:
-                result.best_score, result.best_epoch, stale_epochs = float(score), epoch, 0
-                save_checkpoint(best_dir, unwrapped, {"epoch": epoch, "step": result.steps, "monitor": monitor, "score": float(score)})
-            else:
-                stale_epochs += 1
-            if cfg.early_stopping_patience and stale_epochs >= cfg.early_stopping_patience:
-                result.stopped_early = True
-                break
-            if result.steps >= total_steps:
-                break
-    atomic_write_jsonl(run_dir / "history.jsonl", result.history)
-    load_weights(best_dir, unwrapped)
-    result.seconds = time.perf_counter() - start
-    return result
+                state["batch"] += 1
+                if _train_step(batch, model, unwrapped, optimizer, scheduler, accelerator, cfg, state):
+                    state["step"] += 1
+                    progress.step(epoch, epochs, state["epoch_loss"] / max(state["epoch_batches"], 1))
+                    if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
+                        checkpoint()
+            _end_epoch(state, unwrapped, val_tensors, cfg, device, task, metric, greater, monitor, run_dir, progress)
+            checkpoint()
+    atomic_write_jsonl(run_dir / "history.jsonl", state["history"])
+    if state["best_score"] is None:
+        raise RuntimeFailure(f"no epoch gave a finite {monitor}: the model diverged, so there is no best checkpoint",
+                             hint="lower training.learning_rate")
+    load_weights(run_dir / BEST_CHECKPOINT, unwrapped)
+    return TrainResult(monitor=monitor, best_score=state["best_score"], best_epoch=state["best_epoch"],
+                       epochs_run=len(state["history"]), steps=state["step"], seconds=time.perf_counter() - start,
+                       history=state["history"], stopped_early=state["stopped_early"],
+                       skipped_batches=state["skipped_batches"], resumed_from=resumed_from)
+
+
+def _train_step(batch: dict, model: Any, unwrapped: Any, optimizer: Any, scheduler: Any, accelerator: Any,
+                cfg: Any, state: dict[str, Any]) -> bool:
+    """One optimizer step; False when the batch was skipped for a non-finite loss (on_nan=skip_batch)."""
+    batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
+    with accelerator.autocast():
+        output = model(batch)
+        loss, per_task = unwrapped.compute_loss(output, batch)
+    if not torch.isfinite(loss):
+        if cfg.on_nan == "skip_batch":
+            state["skipped_batches"] += 1
+            return False
+        bad = [t for t, v in per_task.items() if not torch.isfinite(v)]
+        raise RuntimeFailure(f"non-finite loss at step {state['step'] + 1} (epoch {state['epoch']}, task {', '.join(bad) or 'total'})",
+                             hint="lower training.learning_rate, check the targets, or set training.on_nan=skip_batch")
+    optimizer.zero_grad(set_to_none=True)
+    accelerator.backward(loss)
+    if cfg.grad_clip:
+        accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    state["epoch_loss"] += float(loss.detach())
+    state["epoch_batches"] += 1
+    return True
+
+
+def _end_epoch(state: dict[str, Any], model: Any, val_tensors: Any, cfg: Any, device: Any, task: str, metric: str,
+               greater: bool, monitor: str, run_dir: Path, progress: TrainingProgress) -> None:
+    """Validate, keep the best weights, decide on early stopping, and move the position to the next epoch."""
+    epoch = state["epoch"]
+    record: dict[str, Any] = {"epoch": epoch, "step": state["step"],
+                              "train_loss": state["epoch_loss"] / max(state["epoch_batches"], 1)}
+    if val_tensors is not None:
+        evaluated = predict_tensors(model, val_tensors, cfg.eval_batch_size, device)
+        record["validation"] = task_metrics(model, evaluated["predictions"], val_tensors)
+        record["validation_loss"] = evaluated["loss"]
+        score = record["validation"][task][metric]
+    else:
+        score, greater = record["train_loss"], False
+    state["history"].append(record)
+    best = state["best_score"]
+    improved = score is not None and (best is None or (score > best if greater else score < best))
+    progress.epoch_done(epoch, monitor, score, improved)
+    if improved:
+        state["best_score"], state["best_epoch"], state["stale"] = float(score), epoch, 0
+        save_checkpoint(run_dir / BEST_CHECKPOINT, model, {"epoch": epoch, "step": state["step"], "monitor": monitor,
+                                                           "score": float(score)})
+    else:
+        state["stale"] += 1
+    if cfg.early_stopping_patience and state["stale"] >= cfg.early_stopping_patience:
+        state["stopped_early"] = True
+    state.update(epoch=epoch + 1, batch=0, epoch_loss=0.0, epoch_batches=0)

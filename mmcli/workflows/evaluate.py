@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mmcli.run_lock import run_lock
 from mmcli.runs import METRICS_FILE, atomic_write_json, read_json
 
 
@@ -15,8 +16,9 @@ def evaluate_run(run_dir: str | Path, split: str = "test", num_proc: int = 1, qu
     run = open_run(run_dir)
     dataset = split_dataset(run, split, num_proc, quiet)
     metrics = evaluate_splits(run.model, run.recipe, {split: dataset}, [split])
-    path = run.run_dir / METRICS_FILE
-    stored = read_json(path) if path.is_file() else {}
-    stored[split] = metrics[split]
-    atomic_write_json(path, stored)
+    with run_lock(run.run_dir, "evaluate"):
+        path = run.run_dir / METRICS_FILE
+        stored = read_json(path) if path.is_file() else {}
+        stored[split] = metrics[split]
+        atomic_write_json(path, stored)
     return {"run_dir": str(run.run_dir), "split": split, "metrics": metrics[split]}

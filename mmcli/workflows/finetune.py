@@ -6,7 +6,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mmcli.recipe.loader import recipe_to_yaml
+from mmcli.errors import MmcliError
+from mmcli.recipe.loader import recipe_to_yaml, validate_recipe
+from mmcli.run_lock import run_lock
 from mmcli.runs import ENV_FILE, METRICS_FILE, PREPROCESSING_FILE, RECIPE_FILE, atomic_write_json, atomic_write_text, environment_record
 
 
@@ -15,15 +17,40 @@ def run_directory(recipe: Any, run_dir: str | Path | None = None) -> Path:
 
 
 def finetune(recipe: Any, run_dir: str | Path | None = None, num_proc: int = 1, show_progress: bool = True,
-             argv: list[str] | None = None) -> dict[str, Any]:
+             argv: list[str] | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train and evaluate; with ``resume``, continue the run directory's newest checkpoint."""
+    run_dir = run_directory(recipe, run_dir)
+    with run_lock(run_dir, "finetune"):
+        return _finetune(recipe, run_dir, num_proc, show_progress, argv, resume)
+
+
+def _check_same_recipe(recipe: Any, run_dir: Path) -> None:
+    import yaml
+
+    saved_path = run_dir / RECIPE_FILE
+    if not saved_path.is_file():
+        return
+    # validated again, so defaults added by a newer mmcli compare equal on both sides
+    saved = validate_recipe(yaml.safe_load(saved_path.read_text(encoding="utf-8"))).model_dump(mode="json")
+    current = recipe.model_dump(mode="json")
+    for key in current:
+        if saved.get(key) != current[key]:
+            raise MmcliError(f"--resume: the recipe's '{key}' section differs from {saved_path}",
+                             hint="resume with the same recipe and overrides, or start a new run")
+
+
+def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, argv: list[str] | None,
+              resume: bool) -> dict[str, Any]:
     from mmcli.data.preprocess import preprocess
     from mmcli.evaluation.predictions import evaluate_splits
     from mmcli.models.multimodal import build_model
     from mmcli.training.seeding import seed_everything
     from mmcli.training.trainer import train
 
-    run_dir = run_directory(recipe, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        _check_same_recipe(recipe, run_dir)
+    else:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a new run never mixes with an old one's checkpoints
     atomic_write_text(run_dir / RECIPE_FILE, recipe_to_yaml(recipe))
     atomic_write_json(run_dir / ENV_FILE, environment_record(recipe.seed, argv))
 
@@ -35,12 +62,13 @@ def finetune(recipe: Any, run_dir: str | Path | None = None, num_proc: int = 1, 
 
     seed_everything(recipe.seed)
     model = build_model(recipe, prepared.preprocessing)
-    result = train(recipe, model, datasets, run_dir, show_progress=show_progress)
+    result = train(recipe, model, datasets, run_dir, show_progress=show_progress, resume=resume)
     splits = [s for s in recipe.evaluation.splits if s in datasets]
     metrics = evaluate_splits(model, recipe, datasets, splits)
     metrics["training"] = {"monitor": result.monitor, "best_score": result.best_score, "best_epoch": result.best_epoch,
                            "epochs": result.epochs_run, "steps": result.steps, "stopped_early": result.stopped_early,
-                           "seconds": round(result.seconds, 2), "parameters": sum(p.numel() for p in model.parameters())}
+                           "seconds": round(result.seconds, 2), "parameters": sum(p.numel() for p in model.parameters()),
+                           "skipped_batches": result.skipped_batches, "resumed_from": result.resumed_from}
     atomic_write_json(run_dir / METRICS_FILE, metrics)
     return {"run_dir": str(run_dir), "preprocess": prepared.summary(), "metrics": metrics,
             "skipped": prepared.skipped}

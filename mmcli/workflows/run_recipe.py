@@ -18,10 +18,10 @@ def check_expected(recipe: Any, metrics: dict[str, Any]) -> list[dict[str, Any]]
 
 
 def run_recipe(recipe: Any, run_dir: str | Path | None = None, check: bool = False, num_proc: int = 1,
-               show_progress: bool = True, argv: list[str] | None = None) -> dict[str, Any]:
+               show_progress: bool = True, argv: list[str] | None = None, resume: bool = False) -> dict[str, Any]:
     from mmcli.workflows.finetune import finetune
 
-    result = finetune(recipe, run_dir=run_dir, num_proc=num_proc, show_progress=show_progress, argv=argv)
+    result = finetune(recipe, run_dir=run_dir, num_proc=num_proc, show_progress=show_progress, argv=argv, resume=resume)
     if check:
         result["check"] = check_expected(recipe, result["metrics"])
         result["check_passed"] = all(row["ok"] for row in result["check"])

@@ -24,8 +24,9 @@ def test_quickstart_is_valid_and_round_trips():
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
-    (["model.fusion.type=gatd"], "model.fusion.type: unknown fusion 'gatd' (known: attention, concat, gated)"),
-    (["inputs.image.encoder.type=vit"], "inputs.image.encoder.type: unknown encoder 'vit'"),
+    (["model.fusion.type=gatd"], "model.fusion.type: unknown fusion 'gatd' (known: attention, concat, gated"),
+    (["inputs.image.encoder.type=vitt"], "inputs.image.encoder.type: unknown encoder 'vitt'"),
+    (["model.attention.type=mul"], "model.attention.type: unknown attention 'mul' (known: co_attention, mult, single_stream)"),
     (["inputs.image.modality=smell"], "inputs.image.modality: unknown modality 'smell'"),
     (["tasks.size.type=ranking"], "tasks.size.type: unknown task type 'ranking'"),
     (["training.epochz=3"], "training.epochz: unknown key"),

@@ -1,0 +1,136 @@
+"""Full training checkpoints for exact resume: weights, optimizer, scheduler, RNG and data position.
+
+A checkpoint is a folder ``checkpoints/step-N/`` holding ``model.safetensors``,
+``optimizer.safetensors`` (every optimizer tensor), ``rng.safetensors`` (torch RNG states)
+and ``trainer_state.json`` (everything else, JSON). It is written into a temporary folder and
+renamed into place, so a kill during a save leaves the previous checkpoints intact and a
+``step-N`` folder is always complete. Never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from mmcli.errors import DataError
+from mmcli.runs import MODEL_WEIGHTS, atomic_write_bytes, atomic_write_json
+
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+RNG_FILE = "rng.safetensors"
+PREFIX = "step-"
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, tensor in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = tensor
+    for name, value in meta["scalars"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _rng_tensors() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for index, value in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{index}"] = value
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    meta = {"numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(gauss)],
+            "python": [version, list(internal), gauss_next]}
+    return tensors, meta
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, keys, position, has_gauss, gauss = meta["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
+    version, internal, gauss_next = meta["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def save_training_state(folder: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        scheduler: Any, progress: dict[str, Any], keep: int) -> Path:
+    """Write ``folder/step-N`` atomically, then delete all but the newest ``keep`` checkpoints."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{PREFIX}{step}."))
+    try:
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        atomic_write_bytes(staging / MODEL_WEIGHTS, save_safetensors(weights))
+        optimizer_tensors, optimizer_meta = _optimizer_tensors(optimizer)
+        atomic_write_bytes(staging / OPTIMIZER_FILE, save_safetensors(optimizer_tensors))
+        rng_tensors, rng_meta = _rng_tensors()
+        atomic_write_bytes(staging / RNG_FILE, save_safetensors(rng_tensors))
+        atomic_write_json(staging / STATE_FILE, {"step": step, "progress": progress, "optimizer": optimizer_meta,
+                                                 "scheduler": scheduler.state_dict(), "rng": rng_meta})
+        target = folder / f"{PREFIX}{step}"
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        _fsync_dir(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (a folder is complete once it has its final name)."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()
+             and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def load_training_state(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+    """Restore everything saved by save_training_state; returns the trainer's progress record."""
+    try:
+        meta = json.loads((checkpoint / STATE_FILE).read_text())
+        model.load_state_dict(load_safetensors((checkpoint / MODEL_WEIGHTS).read_bytes()), strict=True)
+        _restore_optimizer(optimizer, load_safetensors((checkpoint / OPTIMIZER_FILE).read_bytes()), meta["optimizer"])
+        scheduler.load_state_dict(meta["scheduler"])
+        _restore_rng(load_safetensors((checkpoint / RNG_FILE).read_bytes()), meta["rng"])
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
+        raise DataError(f"{checkpoint}: cannot resume from this checkpoint: {' '.join(str(error).split())[:200]}",
+                        hint="delete it to resume from an older one") from error
+    return meta["progress"]

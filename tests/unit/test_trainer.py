@@ -1,0 +1,59 @@
+"""Trainer behaviour on a tiny dataset: non-finite losses, best checkpoint, determinism of the loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmcli.data.preprocess import preprocess
+from mmcli.data.synthetic import make_dataset
+from mmcli.errors import RuntimeFailure
+from mmcli.models.multimodal import build_model
+from mmcli.recipe.loader import load_recipe
+from mmcli.training.trainer import train
+
+QUICKSTART = str(Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trainer")
+    make_dataset("shapes", root, size=40, seed=5)
+    recipe = load_recipe(QUICKSTART, [f"data.manifest={root / 'manifest.csv'}", f"data.cache_dir={root / 'cache'}",
+                                      "training.epochs=2", "training.batch_size=8", "data.on_error=skip"])
+    return recipe, preprocess(recipe)
+
+
+def poisoned_model(recipe, prepared, every: int):
+    """The real model, with the size loss made NaN on every ``every``-th batch."""
+    model = build_model(recipe, prepared.preprocessing)
+    original, calls = model.compute_loss, {"n": 0}
+
+    def compute_loss(output, batch):
+        total, per_task = original(output, batch)
+        calls["n"] += 1
+        if calls["n"] % every == 0:
+            per_task = {**per_task, "size": per_task["size"] * float("nan")}
+            total = total * float("nan")
+        return total, per_task
+
+    model.compute_loss = compute_loss
+    return model, calls
+
+
+def test_nan_loss_stops_naming_step_and_task(prepared, tmp_path):
+    recipe, data = prepared
+    model, _ = poisoned_model(recipe, data, every=3)
+    with pytest.raises(RuntimeFailure, match=r"non-finite loss at step 3 .*task size"):
+        train(recipe, model, data.load(), tmp_path, show_progress=False)
+
+
+def test_skip_batch_counts_skipped_batches_and_finishes(prepared, tmp_path):
+    recipe, data = prepared
+    recipe = recipe.model_copy(update={"training": recipe.training.model_copy(update={"on_nan": "skip_batch"})})
+    model, _ = poisoned_model(recipe, data, every=3)
+    result = train(recipe, model, data.load(), tmp_path, show_progress=False)
+    assert result.skipped_batches > 0
+    assert result.steps + result.skipped_batches == 2 * (data.splits["train"] // 8)
+    assert (tmp_path / "checkpoints" / "best" / "model.safetensors").is_file()
