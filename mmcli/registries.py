@@ -19,3 +19,4 @@ FUSIONS: Registry = Registry("fusion", "mmcli.models.fusion")
 
 # Task types: each owns its head, loss, metrics and decoding.
 TASKS: Registry = Registry("task type", "mmcli.models.heads")
+ATTENTIONS: Registry = Registry("attention", "mmcli.models.attention")

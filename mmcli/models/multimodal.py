@@ -1,4 +1,5 @@
-"""The multimodal model: one encoder per input, a fusion module, one head per task."""
+"""The multimodal model: one encoder per input, an optional cross-modal attention block, a fusion module,
+one head per task."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from torch import Tensor, nn
 
 from mmcli.errors import RecipeError
 from mmcli.models.outputs import EncoderOutput
-from mmcli.registries import ENCODERS, FUSIONS, TASKS
+from mmcli.registries import ATTENTIONS, ENCODERS, FUSIONS, TASKS
 
 
 @dataclass
 class ModelOutput:
     """``predictions``: task -> head output (e.g. logits ``[B, C]``, values ``[B]``);
-    ``encoded``: input -> ``EncoderOutput``; ``fused``: ``[B, D]``."""
+    ``encoded``: input -> ``EncoderOutput`` (the encoders' own, before any attention block); ``fused``: ``[B, D]``."""
 
     predictions: dict[str, Tensor]
     encoded: dict[str, EncoderOutput]
@@ -23,16 +24,17 @@ class ModelOutput:
 
 
 class MultimodalModel(nn.Module):
-    """encoders -> fusion -> dropout -> task heads.
+    """encoders -> [attention block] -> fusion -> dropout -> task heads.
 
     ``forward(batch)`` reads ``batch[name]`` and ``batch[name + "_mask"]`` for each input; other
     keys (targets, ids, unused columns) are ignored.
     """
 
     def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, tasks: dict[str, nn.Module],
-                 weights: dict[str, float], dropout: float = 0.1) -> None:
+                 weights: dict[str, float], dropout: float = 0.1, attention: nn.Module | None = None) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
+        self.attention = attention  # None: no parameters, no state-dict keys (older checkpoints load unchanged)
         self.fusion = fusion
         self.dropout = nn.Dropout(dropout)
         self.tasks = nn.ModuleDict(tasks)
@@ -40,7 +42,7 @@ class MultimodalModel(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
         encoded = {name: encoder(batch[name], batch[f"{name}_mask"]) for name, encoder in self.encoders.items()}
-        fused = self.fusion(encoded)
+        fused = self.fusion(encoded if self.attention is None else self.attention(encoded))
         hidden = self.dropout(fused)
         predictions = {name: head(hidden) for name, head in self.tasks.items()}
         return ModelOutput(predictions=predictions, encoded=encoded, fused=fused)
@@ -74,5 +76,8 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
         _check_name("task", name)
         tasks[name] = TASKS.build(cfg, spec=preprocessing["tasks"][name]["spec"], hidden_size=hidden)
     fusion = FUSIONS.build(recipe.model.fusion, input_names=list(recipe.inputs), hidden_size=hidden)
+    attention_config = getattr(recipe.model, "attention", None)  # stand-in recipes may not have the key
+    attention = None if attention_config is None else \
+        ATTENTIONS.build(attention_config, input_names=list(recipe.inputs), hidden_size=hidden)
     weights = {name: float(cfg.weight) for name, cfg in recipe.tasks.items()}
-    return MultimodalModel(encoders, fusion, tasks, weights, dropout=recipe.model.dropout)
+    return MultimodalModel(encoders, fusion, tasks, weights, dropout=recipe.model.dropout, attention=attention)

@@ -1,0 +1,145 @@
+"""Fusions: the math on tiny hand-checkable cases, not just shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmcli.errors import RecipeError
+from mmcli.models.outputs import EncoderOutput
+from mmcli.registries import FUSIONS
+
+B, D = 3, 4
+
+
+def config(name: str, **settings: object):
+    return dict(zip(FUSIONS.names(), FUSIONS.configs()))[name](**settings)
+
+
+def build(name: str, names: list[str], **settings: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return FUSIONS.build(config(name, **settings), input_names=names, hidden_size=D).eval()
+
+
+def encoded(pooled: torch.Tensor, present: list[bool] | None = None) -> EncoderOutput:
+    mask = torch.tensor(present if present is not None else [True] * len(pooled)).unsqueeze(1).expand(-1, 2)
+    return EncoderOutput(torch.zeros(len(pooled), 2, pooled.shape[1]), mask.clone(), pooled)
+
+
+def set_identity(linear: torch.nn.Linear) -> None:
+    with torch.no_grad():
+        linear.weight.copy_(torch.eye(*linear.weight.shape))
+        linear.bias.zero_()
+
+
+def test_tensor_fusion_is_the_outer_product_of_one_appended_vectors() -> None:
+    fusion = build("tensor", ["a", "b", "c"], rank_dim=D)  # rank_dim = D: identity projections possible
+    for projection in fusion.projections:
+        set_identity(projection)
+    g = torch.Generator().manual_seed(1)
+    x = {n: torch.randn(B, D, generator=g) for n in "abc"}
+    outs = {n: encoded(v) for n, v in x.items()}
+    one = torch.ones(B, 1)
+    za, zb, zc = (torch.cat([x[n], one], dim=1) for n in "abc")
+    by_hand = torch.stack([torch.outer(torch.outer(za[i], zb[i]).flatten(), zc[i]).flatten() for i in range(B)])
+    assert fusion.num_features == (D + 1) ** 3 == by_hand.shape[1]
+    with torch.no_grad():
+        torch.testing.assert_close(fusion.features(outs), by_hand)
+        torch.testing.assert_close(fusion(outs), by_hand @ fusion.output.weight.T + fusion.output.bias)
+        # the product holds the unimodal terms (other factors at their constant 1) and the constant itself
+        features = fusion.features(outs).view(B, D + 1, D + 1, D + 1)
+        torch.testing.assert_close(features[:, :D, D, D], x["a"])
+        torch.testing.assert_close(features[:, D, D, :D], x["c"])
+        assert (features[:, D, D, D] == 1).all()
+
+
+def test_tensor_fusion_missing_modality_is_the_neutral_element() -> None:
+    fusion = build("tensor", ["a", "b"], rank_dim=D)
+    for projection in fusion.projections:
+        set_identity(projection)
+    g = torch.Generator().manual_seed(2)
+    xa, xb = torch.randn(B, D, generator=g), torch.randn(B, D, generator=g)
+    with torch.no_grad():
+        features = fusion.features({"a": encoded(xa), "b": encoded(xb, [True, False, True])}).view(B, D + 1, D + 1)
+    # row 1 has no b: z_b = [0, ..., 0, 1], so only a's terms (and the constant) survive, nothing is wiped out
+    expected = torch.zeros(D + 1, D + 1)
+    expected[:, D] = torch.cat([xa[1], torch.ones(1)])
+    torch.testing.assert_close(features[1], expected)
+
+
+def test_tensor_fusion_refuses_a_huge_product() -> None:
+    with pytest.raises(RecipeError, match="model.fusion.rank_dim"):
+        build("tensor", ["a", "b", "c", "d"], rank_dim=32, max_features=1000)  # 33 ** 4 features
+
+
+def test_lowrank_rank_one_is_the_product_of_factor_projections() -> None:
+    fusion = build("lowrank_tensor", ["a", "b", "c"], rank=1)
+    with torch.no_grad():
+        fusion.bias.normal_()
+    g = torch.Generator().manual_seed(3)
+    x = {n: torch.randn(B, D, generator=g) for n in "abc"}
+    outs = {n: encoded(v, [True, True, False] if n == "b" else None) for n, v in x.items()}
+    factors = []
+    for name, factor in zip(fusion.names, fusion.factors):
+        v = x[name] * torch.tensor([[1.0], [1.0], [0.0 if name == "b" else 1.0]])  # missing b in row 2: zeros
+        factors.append(torch.cat([v, torch.ones(B, 1)], dim=1) @ factor[0].detach())  # [B, D]
+    expected = factors[0] * factors[1] * factors[2] + fusion.bias.detach()
+    with torch.no_grad():
+        torch.testing.assert_close(fusion(outs), expected)
+
+
+def test_lowrank_equals_tensor_fusion_with_the_reconstructed_weight() -> None:
+    """sum_r prod_m W_m^r [x_m; 1] == W vec([x_a; 1] ⊗ [x_b; 1]) with W[o, i, j] = sum_r W_a^r[i, o] W_b^r[j, o]."""
+    fusion = build("lowrank_tensor", ["a", "b"], rank=3)
+    g = torch.Generator().manual_seed(4)
+    xa, xb = torch.randn(B, D, generator=g), torch.randn(B, D, generator=g)
+    wa, wb = (f.detach() for f in fusion.factors)
+    full = torch.einsum("rio,rjo->oij", wa, wb)  # [D, D + 1, D + 1]
+    za, zb = torch.cat([xa, torch.ones(B, 1)], 1), torch.cat([xb, torch.ones(B, 1)], 1)
+    expected = torch.einsum("oij,bi,bj->bo", full, za, zb) + fusion.bias.detach()
+    with torch.no_grad():
+        torch.testing.assert_close(fusion({"a": encoded(xa), "b": encoded(xb)}), expected)
+
+
+def test_gated_single_present_modality_is_its_tanh_transform() -> None:
+    fusion = build("gated", ["a", "b", "c"])
+    g = torch.Generator().manual_seed(5)
+    x = {n: torch.randn(B, D, generator=g) for n in "abc"}
+    # row 0: only a; row 1: only c; row 2: all three
+    present = {"a": [True, False, True], "b": [False, False, True], "c": [False, True, True]}
+    with torch.no_grad():
+        fused = fusion({n: encoded(x[n], present[n]) for n in "abc"})
+        h = {n: torch.tanh(fusion.transforms[fusion.names.index(n)](x[n])) for n in "abc"}
+        torch.testing.assert_close(fused[0], h["a"][0])  # the gates renormalise over the present modalities
+        torch.testing.assert_close(fused[1], h["c"][1])
+        # row 2: a per-feature convex combination of the three tanh transforms (gates in [0, 1] sum to 1)
+        stacked = torch.stack([h[n][2] for n in "abc"])
+        assert (fused[2] <= stacked.max(0).values + 1e-6).all() and (fused[2] >= stacked.min(0).values - 1e-6).all()
+
+
+def test_gated_two_modalities_is_the_seed_formula() -> None:
+    """Two inputs: ``g ⊙ h_t + (1 - g) ⊙ h_v`` with ``g = sigmoid(logit_t - logit_v)`` (a 2-way softmax)."""
+    fusion = build("gated", ["t", "v"])
+    g = torch.Generator().manual_seed(6)
+    xt, xv = torch.randn(B, D, generator=g), torch.randn(B, D, generator=g)
+    with torch.no_grad():
+        fused = fusion({"t": encoded(xt), "v": encoded(xv)})
+        h_t = torch.tanh(fusion.transforms[fusion.names.index("t")](xt))
+        h_v = torch.tanh(fusion.transforms[fusion.names.index("v")](xv))
+        logits = fusion.gate(torch.cat([xt, xv], dim=1)).view(B, 2, D)  # names sorted: t, v
+        gate = torch.sigmoid(logits[:, 0] - logits[:, 1])
+        torch.testing.assert_close(fused, gate * h_t + (1 - gate) * h_v)
+
+
+def test_sum_excludes_missing_modalities() -> None:
+    fusion = build("sum", ["a", "b", "c"])
+    g = torch.Generator().manual_seed(7)
+    x = {n: torch.randn(B, D, generator=g) for n in "abc"}
+    present = {"a": [True, True, False], "b": [True, False, False], "c": [True, True, False]}
+    with torch.no_grad():
+        fused = fusion({n: encoded(x[n], present[n]) for n in "abc"})
+        p = {n: fusion.projections[fusion.names.index(n)](x[n]) for n in "abc"}
+        gelu = torch.nn.functional.gelu
+        torch.testing.assert_close(fused[0], gelu(p["a"][0] + p["b"][0] + p["c"][0]))
+        torch.testing.assert_close(fused[1], gelu(p["a"][1] + p["c"][1]))  # b missing: not in the sum
+        assert (fused[2] == 0).all()  # nothing present: GELU(0)
