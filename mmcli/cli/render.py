@@ -49,3 +49,17 @@ def check_table(rows: list[dict[str, Any]]) -> Table:
         table.add_row(row["split"], row["task"], row["metric"], _fmt(row["expected"]), _fmt(row["tolerance"]),
                       _fmt(row["measured"]), "[green]ok[/]" if row["ok"] else "[red]OUT OF RANGE[/]")
     return table
+
+
+def robustness_table(report: dict[str, Any]) -> Table:
+    """Per input and task: clean score, score with the input missing, at noise 0.5 and 1.0, relative robustness."""
+    table = Table(title="robustness (main metric per task)")
+    for column in ("input", "task", "clean", "missing", "noise 0.5", "noise 1.0", "relative", "effective"):
+        table.add_column(column, justify="left" if column in ("input", "task") else "right")
+    levels = report["levels"]
+    for name, entry in report["inputs"].items():
+        for task, curve in entry["noise"].items():
+            table.add_row(name, f"{task} ({report['main_metrics'][task]})", _fmt(report["clean"][task]),
+                          _fmt(entry["missing"][task]), _fmt(curve[levels.index(0.5)]), _fmt(curve[-1]),
+                          _fmt(entry["relative"][task]), _fmt(entry.get("effective", {}).get(task)))
+    return table

@@ -12,25 +12,33 @@ from mmcli.cli.state import execute, mode
 SplitOpt = Annotated[str, typer.Option("--split", help="Split to use (any split name in the data).")]
 
 
-def evaluate(run_dir: RunDirArg, split: SplitOpt = "test", num_proc: NumProcOpt = 1,
-             json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False) -> None:
+def evaluate(
+    run_dir: RunDirArg, split: SplitOpt = "test", num_proc: NumProcOpt = 1,
+    robustness: Annotated[bool, typer.Option("--robustness", help="Also score each input missing and under noise levels 0..1 (table, JSON, PNG).")] = False,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="Run directory whose robustness report is the baseline for effective robustness.")] = None,
+    json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
+) -> None:
     """Per-task metrics of a trained run on a split (bundled metric modules, no network needed)."""
     out = mode(json_output, quiet, debug)
 
     def work() -> dict[str, Any]:
         from mmcli.workflows.evaluate import evaluate_run
 
-        return evaluate_run(run_dir, split, num_proc, quiet=not out.show_progress)
+        return evaluate_run(run_dir, split, num_proc, quiet=not out.show_progress, robustness=robustness, reference=reference)
 
     def render(result: dict[str, Any]) -> None:
-        from mmcli.cli.render import console, metrics_table
+        from mmcli.cli.render import console, metrics_table, robustness_table
 
         console.print(metrics_table({result["split"]: result["metrics"]}, title=f"metrics ({result['run_dir']})"))
+        if "robustness" in result:
+            console.print(robustness_table(result["robustness"]))
+            console.print(f"robustness report: {result['robustness_file']}; curve: {result['robustness_plot']}")
 
     execute(out, work, render)
 
 
-evaluate.epilog = examples("mmcli evaluate runs/quickstart --split test", "mmcli evaluate runs/quickstart --split validation --json")
+evaluate.epilog = examples("mmcli evaluate runs/quickstart --split test", "mmcli evaluate runs/quickstart --split validation --json",
+                           "mmcli evaluate runs/quickstart --robustness", "mmcli evaluate runs/gated --robustness --reference runs/late")
 
 
 def predict(

@@ -16,6 +16,7 @@ from mmcli.errors import DataError, RuntimeFailure
 from mmcli.evaluation.predictions import predict_tensors, task_metrics
 from mmcli.progress import TrainingProgress
 from mmcli.runs import BEST_CHECKPOINT, atomic_write_jsonl
+from mmcli.training.modality_dropout import drop_modalities
 from mmcli.training.checkpoint import load_weights, save_checkpoint
 from mmcli.training.seeding import epoch_generator, seed_everything
 from mmcli.training.state import list_checkpoints, load_training_state, save_training_state
@@ -135,6 +136,7 @@ def _train_step(batch: dict, model: Any, unwrapped: Any, optimizer: Any, schedul
                 cfg: Any, state: dict[str, Any]) -> bool:
     """One optimizer step; False when the batch was skipped for a non-finite loss (on_nan=skip_batch)."""
     batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
+    batch = drop_modalities(batch, list(unwrapped.encoders), cfg.modality_dropout)
     with accelerator.autocast():
         output = model(batch)
         loss, per_task = unwrapped.compute_loss(output, batch)

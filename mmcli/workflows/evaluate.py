@@ -9,16 +9,44 @@ from mmcli.run_lock import run_lock
 from mmcli.runs import METRICS_FILE, atomic_write_json, read_json
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", num_proc: int = 1, quiet: bool = True) -> dict[str, Any]:
+def evaluate_run(run_dir: str | Path, split: str = "test", num_proc: int = 1, quiet: bool = True,
+                 robustness: bool = False, reference: str | Path | None = None) -> dict[str, Any]:
+    """Metrics on ``split``; with ``robustness``, also each input missing and under noise levels 0..1
+    (JSON + PNG in the run directory). ``reference``: a run directory whose robustness report on the
+    same split is the baseline curve for effective robustness."""
     from mmcli.evaluation.predictions import evaluate_splits
     from mmcli.workflows.run_dir import open_run, split_dataset
 
     run = open_run(run_dir)
     dataset = split_dataset(run, split, num_proc, quiet)
     metrics = evaluate_splits(run.model, run.recipe, {split: dataset}, [split])
+    result: dict[str, Any] = {"run_dir": str(run.run_dir), "split": split, "metrics": metrics[split]}
+    report = _robustness(run, dataset, split, reference) if robustness else None
     with run_lock(run.run_dir, "evaluate"):
         path = run.run_dir / METRICS_FILE
         stored = read_json(path) if path.is_file() else {}
         stored[split] = metrics[split]
         atomic_write_json(path, stored)
-    return {"run_dir": str(run.run_dir), "split": split, "metrics": metrics[split]}
+        if report is not None:
+            from mmcli.evaluation.robustness import plot_robustness
+
+            result["robustness"] = report
+            result["robustness_file"] = str(atomic_write_json(run.run_dir / f"robustness-{split}.json", report))
+            result["robustness_plot"] = str(plot_robustness(report, run.run_dir / "plots" / f"robustness-{split}.png"))
+    return result
+
+
+def _robustness(run: Any, dataset: Any, split: str, reference: str | Path | None) -> dict[str, Any]:
+    from mmcli.data.loader import split_tensors
+    from mmcli.errors import DataError
+    from mmcli.evaluation.robustness import robustness_report
+
+    baseline = None
+    if reference is not None:
+        baseline_file = Path(reference) / f"robustness-{split}.json"
+        if not baseline_file.is_file():
+            raise DataError(f"--reference: {baseline_file} not found", hint=f"run 'mmcli evaluate {reference} --split {split} --robustness' first")
+        baseline = read_json(baseline_file)
+    tensors = split_tensors(dataset, list(run.recipe.inputs), list(run.recipe.tasks))
+    return robustness_report(run.model, run.recipe, run.preprocessing, tensors, run.recipe.training.eval_batch_size,
+                             seed=run.recipe.seed, reference=baseline)

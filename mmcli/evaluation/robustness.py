@@ -1,0 +1,115 @@
+"""Robustness: metrics with each input missing and under rising noise (MultiBench-style).
+
+Noise at level ``l`` in [0, 1]: Gaussian noise of std ``l`` on pixels in [0, 1] (image,
+video), of std ``l`` times the fitted feature std on audio features, and token dropout with
+probability ``l`` on text. Relative robustness is the area under the metric-vs-noise curve
+(trapezoid over the levels, as MultiBench computes it); effective robustness is the sum of
+the curve's gaps to a reference curve shifted to the same clean score, and needs a reference
+run (MultiBench uses late fusion), so it is reported only when one is given.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmcli.runs import atomic_write_bytes
+
+LEVELS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def corrupt(tensors: dict[str, torch.Tensor], name: str, modality: str, spec: dict, level: float,
+            generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A copy of ``tensors`` with input ``name`` corrupted at ``level`` (no other column changes)."""
+    out = dict(tensors)
+    x, mask = tensors[name], tensors[f"{name}_mask"]
+    if level <= 0:
+        return out
+    if modality in ("image", "video"):
+        pixels = x.float() / 255 + torch.randn(x.shape, generator=generator) * level
+        out[name] = (pixels.clamp(0, 1) * 255).round().to(x.dtype)
+    elif modality == "audio":
+        std = float(np.mean(spec.get("std", 1.0)))
+        out[name] = (x.float() + torch.randn(x.shape, generator=generator) * level * std).to(x.dtype)
+    elif modality == "text":
+        dropped = (torch.rand(mask.shape, generator=generator) < level) & mask
+        out[name] = x.masked_fill(dropped, int(spec.get("pad_id", 0)))
+        out[f"{name}_mask"] = mask & ~dropped
+    else:
+        raise ValueError(f"no noise model for modality '{modality}'")
+    return out
+
+
+def without(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """``tensors`` with input ``name`` missing for every row."""
+    out = dict(tensors)
+    out[f"{name}_mask"] = torch.zeros_like(tensors[f"{name}_mask"])
+    return out
+
+
+def relative_robustness(curve: list[float]) -> float:
+    return float(np.trapezoid(curve, LEVELS[: len(curve)]))
+
+
+def effective_robustness(curve: list[float], reference: list[float]) -> float:
+    f, ref = np.asarray(curve), np.asarray(reference)
+    return float(np.sum(f - (ref + (f[0] - ref[0]))))
+
+
+def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dict[str, torch.Tensor],
+                      batch_size: int, seed: int = 0, reference: dict | None = None) -> dict[str, Any]:
+    """{input: {"missing": {task: score}, "noise": {task: [score per level]}, "relative": {...}, "effective": {...}}}
+    using each task's main metric."""
+    from mmcli.evaluation.predictions import predict_tensors, task_metrics
+
+    device = next(model.parameters()).device
+
+    def scores(data: dict[str, torch.Tensor]) -> dict[str, float | None]:
+        predictions = predict_tensors(model, data, batch_size, device)["predictions"]
+        measured = task_metrics(model, predictions, data)
+        return {task: measured[task][head.main_metric] for task, head in model.tasks.items() if task in measured}
+
+    report: dict[str, Any] = {"levels": list(LEVELS), "clean": scores(tensors), "inputs": {}}
+    for index, (name, cfg) in enumerate(recipe.inputs.items()):
+        spec = preprocessing["inputs"][name]["spec"]
+        curves: dict[str, list] = {task: [] for task in report["clean"]}
+        for level in LEVELS:
+            generator = torch.Generator().manual_seed(seed * 1000 + index * 100 + int(level * 10))
+            for task, value in scores(corrupt(tensors, name, cfg.modality, spec, level, generator)).items():
+                curves[task].append(value)
+        entry = {"missing": scores(without(tensors, name)), "noise": curves,
+                 "relative": {t: relative_robustness(c) if None not in c else None for t, c in curves.items()}}
+        if reference is not None:
+            ref = reference["inputs"].get(name, {}).get("noise", {})
+            entry["effective"] = {t: effective_robustness(c, ref[t]) if t in ref and None not in c else None
+                                  for t, c in curves.items()}
+        report["inputs"][name] = entry
+    report["main_metrics"] = {task: head.main_metric for task, head in model.tasks.items()}
+    return report
+
+
+def plot_robustness(report: dict[str, Any], path: Path) -> Path:
+    """One panel per task: main metric vs noise level, a line per input (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(report["clean"])
+    figure, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for axis, task in zip(axes[0], tasks):
+        for name, entry in report["inputs"].items():
+            axis.plot(report["levels"], [np.nan if v is None else v for v in entry["noise"][task]], marker="o", label=name)
+        axis.set_title(f"{task} ({report['main_metrics'][task]})")
+        axis.set_xlabel("noise level")
+        axis.grid(alpha=0.3)
+    axes[0][0].legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return atomic_write_bytes(path, buffer.getvalue())
