@@ -63,3 +63,22 @@ def robustness_table(report: dict[str, Any]) -> Table:
                           _fmt(entry["missing"][task]), _fmt(curve[levels.index(0.5)]), _fmt(curve[-1]),
                           _fmt(entry["relative"][task]), _fmt(entry.get("effective", {}).get(task)))
     return table
+
+
+def sweep_table(result: dict[str, Any]) -> Table:
+    split, main = result["split"], result["main_metrics"]
+    table = Table(title=f"sweep ({split} split)")
+    table.add_column("variant")
+    for task, metric in main.items():
+        table.add_column(f"{task} {metric}", justify="right")
+    for column in ("parameters", "train s", "peak MB"):
+        table.add_column(column, justify="right")
+    for row in result["sweep"]:
+        if not row["ok"]:
+            table.add_row(row["variant"], *["-"] * len(main), "-", "-", "-")
+            table.add_row("", f"[red]{row['error']}[/]")
+            continue
+        scores = [_fmt(row["metrics"].get(split, {}).get(task, {}).get(metric)) for task, metric in main.items()]
+        table.add_row(row["variant"], *scores, f"{row['parameters']:,}", f"{row['train_seconds']:.0f}",
+                      f"{row['peak_memory_mb']:.0f}" if row["peak_memory_mb"] else "-")
+    return table

@@ -86,6 +86,7 @@ finetune.epilog = examples(  # type: ignore[attr-defined]
 def run(
     recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 1,
     check: Annotated[bool, typer.Option("--check", help="Compare with the recipe's expected metrics; exit 1 if any is out of range.")] = False,
+    sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="key.path=v1,v2,... : train each value (several --sweep: every combination) and compare.")] = None,
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
@@ -95,15 +96,35 @@ def run(
 
     def work() -> dict[str, Any]:
         from mmcli.workflows.run_recipe import run_recipe
+        from mmcli.workflows.sweep import parse_sweep_options, run_sweep
 
-        return run_recipe(_load(recipe, overrides), run_dir=run_dir, check=check, num_proc=num_proc,
+        loaded = _load(recipe, overrides)
+        grids = parse_sweep_options(sweep or []) or loaded.sweep
+        if grids:
+            return run_sweep(recipe, loaded, list(overrides or []), grids, num_proc, show_progress=out.show_progress)
+        return run_recipe(loaded, run_dir=run_dir, check=check, num_proc=num_proc,
                           show_progress=out.show_progress, argv=sys.argv, resume=resume)
 
-    execute(out, work, _render_training, exit_code=lambda r: 0 if r.get("check_passed", True) else 1)
+    def render(result: dict[str, Any]) -> None:
+        if "sweep" in result:
+            from mmcli.cli.render import console, sweep_table
+
+            console.print(sweep_table(result))
+        else:
+            _render_training(result)
+
+    def code(result: dict[str, Any]) -> int:
+        if "sweep" in result:
+            return 0 if all(row["ok"] for row in result["sweep"]) else 1
+        return 0 if result.get("check_passed", True) else 1
+
+    execute(out, work, render, exit_code=code)
 
 
 run.epilog = examples(  # type: ignore[attr-defined]
     "mmcli run recipes/quickstart.yaml",
     "mmcli run recipes/quickstart.yaml --check",
     "mmcli run quickstart training.epochs=3 --json",
+    "mmcli run recipes/quickstart.yaml --sweep model.fusion.type=concat,gated,tensor",
+    "mmcli run recipes/fusion-sweep.yaml",
 )

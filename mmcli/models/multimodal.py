@@ -69,7 +69,7 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
     encoders = {}
     for name, cfg in recipe.inputs.items():
         _check_name("input", name)
-        spec = preprocessing["inputs"][name]["spec"]
+        spec = {**preprocessing["inputs"][name]["spec"], "input": name}  # lets encoder errors name the recipe key
         encoders[name] = ENCODERS[cfg.modality].build(cfg.encoder, spec=spec, hidden_size=hidden)
     tasks = {}
     for name, cfg in recipe.tasks.items():

@@ -155,5 +155,6 @@ def recipe_model() -> type:
         training=(TrainingSettings, Field(default_factory=TrainingSettings)),
         evaluation=(EvaluationSettings, Field(default_factory=EvaluationSettings)),
         expected=(list[ExpectedMetric], Field(default_factory=list, description="metrics this recipe reproduces")),
+        sweep=(list[dict[str, list[Any]]], Field(default_factory=list, description="grids of key.path -> values for 'mmcli run --sweep' (each grid's combinations, grids one after another)")),
     )
     return recipe

@@ -12,6 +12,21 @@ from mmcli.run_lock import run_lock
 from mmcli.runs import ENV_FILE, METRICS_FILE, PREPROCESSING_FILE, RECIPE_FILE, atomic_write_json, atomic_write_text, environment_record
 
 
+def peak_memory_mb() -> float | None:
+    """This process's peak resident memory (CPU); on a GPU, the peak allocated device memory is added."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    except (ImportError, OSError):
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        peak += torch.cuda.max_memory_allocated() / 2**20
+    return round(peak, 1)
+
+
 def run_directory(recipe: Any, run_dir: str | Path | None = None) -> Path:
     return Path(run_dir) if run_dir else Path(recipe.output_dir) / recipe.name
 
@@ -68,7 +83,8 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
     metrics["training"] = {"monitor": result.monitor, "best_score": result.best_score, "best_epoch": result.best_epoch,
                            "epochs": result.epochs_run, "steps": result.steps, "stopped_early": result.stopped_early,
                            "seconds": round(result.seconds, 2), "parameters": sum(p.numel() for p in model.parameters()),
-                           "skipped_batches": result.skipped_batches, "resumed_from": result.resumed_from}
+                           "skipped_batches": result.skipped_batches, "resumed_from": result.resumed_from,
+                           "peak_memory_mb": peak_memory_mb()}
     atomic_write_json(run_dir / METRICS_FILE, metrics)
     return {"run_dir": str(run_dir), "preprocess": prepared.summary(), "metrics": metrics,
             "skipped": prepared.skipped}

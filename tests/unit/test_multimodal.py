@@ -9,7 +9,7 @@ import torch
 
 from mmcli.errors import RecipeError
 from mmcli.models.multimodal import ModelOutput, build_model
-from mmcli.registries import ENCODERS, FUSIONS, TASKS
+from mmcli.registries import DEFAULT_ENCODER, ENCODERS, FUSIONS, TASKS
 
 B, D = 4, 16
 SPECS = {
@@ -28,7 +28,7 @@ def config(registry, name: str, **settings: object):
 
 
 def recipe_and_preprocessing(fusion: str, modalities: list[str]) -> tuple[NS, dict]:
-    inputs = {INPUTS[m]: NS(modality=m, encoder=config(ENCODERS[m], ENCODERS[m].names()[0], **SMALL[m]))
+    inputs = {INPUTS[m]: NS(modality=m, encoder=config(ENCODERS[m], DEFAULT_ENCODER[m], **SMALL[m]))
               for m in modalities}
     tasks = {"label": config(TASKS, "classification", column="label"),
              "score": config(TASKS, "regression", column="score", weight=0.5)}
