@@ -9,6 +9,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mmcli.errors import RecipeError
+from mmcli.models.late_heads import LateTaskHeads
 from mmcli.models.outputs import EncoderOutput
 from mmcli.registries import ATTENTIONS, ENCODERS, FUSIONS, TASKS
 
@@ -42,9 +43,16 @@ class MultimodalModel(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
         encoded = {name: encoder(batch[name], batch[f"{name}_mask"]) for name, encoder in self.encoders.items()}
-        fused = self.fusion(encoded if self.attention is None else self.attention(encoded))
-        hidden = self.dropout(fused)
-        predictions = {name: head(hidden) for name, head in self.tasks.items()}
+        attended = encoded if self.attention is None else self.attention(encoded)
+        if getattr(self.fusion, "combines_predictions", False):
+            vectors, weights = self.fusion.per_modality(attended)  # late fusion: heads per modality
+            hidden = self.dropout(vectors)
+            predictions = {name: head(hidden, weights) for name, head in self.tasks.items()}
+            fused = (vectors * weights.unsqueeze(-1)).sum(dim=1)
+        else:
+            fused = self.fusion(attended)
+            hidden = self.dropout(fused)
+            predictions = {name: head(hidden) for name, head in self.tasks.items()}
         return ModelOutput(predictions=predictions, encoded=encoded, fused=fused)
 
     def compute_loss(self, output: ModelOutput, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -71,11 +79,15 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
         _check_name("input", name)
         spec = {**preprocessing["inputs"][name]["spec"], "input": name}  # lets encoder errors name the recipe key
         encoders[name] = ENCODERS[cfg.modality].build(cfg.encoder, spec=spec, hidden_size=hidden)
-    tasks = {}
+    fusion = FUSIONS.build(recipe.model.fusion, input_names=list(recipe.inputs), hidden_size=hidden)
+    tasks: dict[str, nn.Module] = {}
     for name, cfg in recipe.tasks.items():
         _check_name("task", name)
-        tasks[name] = TASKS.build(cfg, spec=preprocessing["tasks"][name]["spec"], hidden_size=hidden)
-    fusion = FUSIONS.build(recipe.model.fusion, input_names=list(recipe.inputs), hidden_size=hidden)
+        spec = preprocessing["tasks"][name]["spec"]
+        if getattr(fusion, "combines_predictions", False):
+            tasks[name] = LateTaskHeads({i: TASKS.build(cfg, spec=spec, hidden_size=hidden) for i in recipe.inputs})
+        else:
+            tasks[name] = TASKS.build(cfg, spec=spec, hidden_size=hidden)
     attention_config = getattr(recipe.model, "attention", None)  # stand-in recipes may not have the key
     attention = None if attention_config is None else \
         ATTENTIONS.build(attention_config, input_names=list(recipe.inputs), hidden_size=hidden)
