@@ -32,6 +32,10 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})", hint="save the manifest as UTF-8") from error
     except (ValueError, pd.errors.ParserError, OSError) as error:
         raise DataError(f"{path}: cannot read the {kind} manifest: {' '.join(str(error).split())[:200]}") from error
+    if kind == "csv" and not isinstance(table.index, pd.RangeIndex):
+        # pandas silently makes the leading cells an index when every row has more cells than the header
+        raise DataError(f"{path}: rows have more fields than the header (a trailing separator?)",
+                        hint="every row needs exactly one cell per column name")
     if len(table) == 0:
         raise DataError(f"{path}: the manifest has no rows")
     table.columns = [str(c) for c in table.columns]

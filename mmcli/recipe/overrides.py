@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import yaml
@@ -15,8 +16,8 @@ def _parse_value(text: str) -> Any:
         value = yaml.safe_load(text) if text != "" else ""
     except yaml.YAMLError:
         return text
-    if isinstance(value, str):
-        # YAML 1.1 reads "1e-3" as a string; users mean a number.
+    if isinstance(value, str) and text.strip()[:1] not in ("'", '"'):
+        # YAML 1.1 reads "1e-3" as a string; users mean a number (unless they quoted it).
         try:
             return float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
         except ValueError:
@@ -26,7 +27,7 @@ def _parse_value(text: str) -> Any:
 
 def _step(node: Any, key: str, path: str, create: bool) -> Any:
     if isinstance(node, list):
-        if not key.lstrip("-").isdigit() or not -len(node) <= int(key) < len(node):
+        if not re.fullmatch(r"-?[0-9]+", key) or not -len(node) <= int(key) < len(node):
             raise RecipeError(f"{path}: no list item '{key}' (the list has {len(node)} items)")
         return node[int(key)]
     if not isinstance(node, dict):

@@ -202,7 +202,10 @@ def check_wav_truncation(path: Path, shown: str) -> None:
             chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
             start = handle.tell()
             if chunk_id == b"fmt " and chunk_size >= 14:
-                block_align = struct.unpack("<H", handle.read(14)[12:14])[0]
+                fmt = handle.read(14)
+                if len(fmt) < 14:  # cut inside the header: unpacking would raise struct.error
+                    raise MediaError(f"truncated WAV: the file ends inside its header: {shown}")
+                block_align = struct.unpack("<H", fmt[12:14])[0]
             if chunk_id == b"data":
                 # 0 and 0xFFFFFFFF are "unknown size" placeholders written by streaming encoders.
                 if chunk_size in (0, 0xFFFFFFFF) or block_align == 0:

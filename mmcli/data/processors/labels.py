@@ -97,13 +97,21 @@ def _as_float(value: Any) -> float:
     return number if math.isfinite(number) else math.nan
 
 
+def _as_float_or_nan(value: Any) -> float:
+    try:
+        return _as_float(value)
+    except MediaError:
+        return math.nan
+
+
 class RegressionLabels:
     def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
         self.mean = float(mean)
         self.std = float(std)
 
     def fit(self, values: Iterable[Any]) -> "RegressionLabels":
-        data = np.asarray([_as_float(v) for v in values], dtype=np.float64)
+        # A value that is not a number is a bad row: encode() reports it (fail or skip); fit ignores it.
+        data = np.asarray([_as_float_or_nan(v) for v in values], dtype=np.float64)
         data = data[np.isfinite(data)]
         self.mean = float(data.mean()) if data.size else 0.0
         std = float(data.std()) if data.size else 0.0
