@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from mmcli.config import Settings
 from mmcli.errors import RecipeError
-from mmcli.models.outputs import EncoderOutput, finish, masked_mean
+from mmcli.models.encoders._sequence import MaskedTransformer
+from mmcli.models.outputs import EncoderOutput, finish
 from mmcli.registries import ENCODERS
 
 
@@ -46,14 +47,7 @@ class AudioTransformerEncoder(nn.Module):
         self.max_frames = int(spec["frames"])
         self.proj = nn.Linear(int(spec["n_features"]), hidden_size)
         self.positions = nn.Parameter(torch.randn(self.max_frames, hidden_size) * 0.02)
-        self.cls = nn.Parameter(torch.randn(hidden_size) * 0.02) if config.pooling == "cls" else None
-        layer = nn.TransformerEncoderLayer(
-            hidden_size, config.heads, dim_feedforward=4 * hidden_size, dropout=config.dropout,
-            activation="gelu", batch_first=True, norm_first=True,
-        )
-        # nested tensors drop padded positions in eval only; keep train/eval numerics identical
-        self.encoder = nn.TransformerEncoder(layer, config.layers, norm=nn.LayerNorm(hidden_size),
-                                             enable_nested_tensor=False)
+        self.body = MaskedTransformer(hidden_size, config.heads, config.layers, config.dropout, config.pooling)
         self.dropout = nn.Dropout(config.dropout)
         self.missing = nn.Parameter(torch.randn(hidden_size) * 0.02)
 
@@ -61,17 +55,5 @@ class AudioTransformerEncoder(nn.Module):
         # the processor pads/crops to `frames` already; slicing guards the position table
         x, mask = x[..., : self.max_frames], mask[:, : self.max_frames].bool()
         z = ((x.float() - self.mean) / self.std).masked_fill(~mask.unsqueeze(1), 0.0)
-        h = self.dropout(self.proj(z.transpose(1, 2)) + self.positions[: x.shape[-1]])
-        present = mask.any(dim=1, keepdim=True)
-        # rows with no real frame would softmax over nothing (NaN); let them attend to padding,
-        # their output is replaced by the learned missing vector anyway
-        padding = ~mask & present
-        if self.cls is not None:
-            h = torch.cat([self.cls.expand(h.shape[0], 1, -1), h], dim=1)
-            padding = torch.cat([padding.new_zeros(h.shape[0], 1), padding], dim=1)
-        h = self.encoder(h, src_key_padding_mask=padding)
-        if self.cls is not None:
-            pooled, h = h[:, 0], h[:, 1:]
-        else:
-            pooled = masked_mean(h, mask)
+        h, pooled = self.body(self.dropout(self.proj(z.transpose(1, 2)) + self.positions[: x.shape[-1]]), mask)
         return finish(h, mask, pooled, self.missing)

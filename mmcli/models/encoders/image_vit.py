@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from mmcli.config import Settings
 from mmcli.errors import RecipeError
 from mmcli.models.encoders.image import PixelNormalize
+from mmcli.models.encoders._sequence import MaskedTransformer
 from mmcli.models.outputs import EncoderOutput, finish
 from mmcli.registries import ENCODERS
 
@@ -47,13 +48,7 @@ class ImageViTEncoder(nn.Module):
         self.normalize = PixelNormalize(spec["mean"], spec["std"])
         self.patches = nn.Conv2d(int(spec["channels"]), hidden_size, config.patch_size, stride=config.patch_size)
         self.positions = nn.Parameter(torch.randn(self.grid**2, hidden_size) * 0.02)
-        self.cls = nn.Parameter(torch.randn(hidden_size) * 0.02) if config.pooling == "cls" else None
-        layer = nn.TransformerEncoderLayer(
-            hidden_size, config.heads, dim_feedforward=4 * hidden_size, dropout=config.dropout,
-            activation="gelu", batch_first=True, norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(layer, config.layers, norm=nn.LayerNorm(hidden_size),
-                                             enable_nested_tensor=False)
+        self.body = MaskedTransformer(hidden_size, config.heads, config.layers, config.dropout, config.pooling)
         self.dropout = nn.Dropout(config.dropout)
         self.missing = nn.Parameter(torch.randn(hidden_size) * 0.02)
 
@@ -63,13 +58,7 @@ class ImageViTEncoder(nn.Module):
         if pad:
             pixels = F.pad(pixels, (0, pad, 0, pad))
         h = self.patches(pixels).flatten(2).transpose(1, 2)  # [n, D, g, g] -> [n, P, D]
-        h = self.dropout(h + self.positions.to(h.dtype))
-        if self.cls is not None:
-            h = torch.cat([self.cls.to(h.dtype).expand(h.shape[0], 1, -1), h], dim=1)
-        h = self.encoder(h)
-        if self.cls is not None:
-            return h[:, 1:], h[:, 0]
-        return h, h.mean(dim=1)
+        return self.body(self.dropout(h + self.positions.to(h.dtype)))
 
     def forward(self, x: Tensor, mask: Tensor) -> EncoderOutput:
         b = x.shape[0]

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from mmcli.config import Settings
 from mmcli.errors import RecipeError
-from mmcli.models.outputs import EncoderOutput, finish, masked_mean
+from mmcli.models.encoders._sequence import MaskedTransformer
+from mmcli.models.outputs import EncoderOutput, finish
 from mmcli.registries import ENCODERS
 
 
@@ -42,14 +43,7 @@ class TextTransformerEncoder(nn.Module):
         self.max_length = int(spec["max_length"])
         self.tokens = nn.Embedding(int(spec["vocab_size"]), hidden_size, padding_idx=int(spec.get("pad_id", 0)))
         self.positions = nn.Embedding(self.max_length, hidden_size)
-        self.cls = nn.Parameter(torch.randn(hidden_size) * 0.02) if config.pooling == "cls" else None
-        layer = nn.TransformerEncoderLayer(
-            hidden_size, config.heads, dim_feedforward=4 * hidden_size, dropout=config.dropout,
-            activation="gelu", batch_first=True, norm_first=True,
-        )
-        # nested tensors drop padded positions in eval only; keep train/eval numerics identical
-        self.encoder = nn.TransformerEncoder(layer, config.layers, norm=nn.LayerNorm(hidden_size),
-                                             enable_nested_tensor=False)
+        self.body = MaskedTransformer(hidden_size, config.heads, config.layers, config.dropout, config.pooling)
         self.dropout = nn.Dropout(config.dropout)
         self.missing = nn.Parameter(torch.randn(hidden_size) * 0.02)
 
@@ -57,17 +51,5 @@ class TextTransformerEncoder(nn.Module):
         # the processor pads/truncates to max_length already; slicing guards the position table
         x, mask = x[:, : self.max_length], mask[:, : self.max_length].bool()
         positions = torch.arange(x.shape[1], device=x.device)
-        h = self.dropout(self.tokens(x) + self.positions(positions))
-        present = mask.any(dim=1, keepdim=True)
-        # rows with no real token would softmax over nothing (NaN); let them attend to padding,
-        # their output is replaced by the learned missing vector anyway
-        padding = ~mask & present
-        if self.cls is not None:
-            h = torch.cat([self.cls.expand(h.shape[0], 1, -1), h], dim=1)
-            padding = torch.cat([padding.new_zeros(h.shape[0], 1), padding], dim=1)
-        h = self.encoder(h, src_key_padding_mask=padding)
-        if self.cls is not None:
-            pooled, h = h[:, 0], h[:, 1:]
-        else:
-            pooled = masked_mean(h, mask)
+        h, pooled = self.body(self.dropout(self.tokens(x) + self.positions(positions)), mask)
         return finish(h, mask, pooled, self.missing)
