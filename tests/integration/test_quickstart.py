@@ -57,3 +57,16 @@ def test_preprocess_again_reuses_the_cache(quickstart, workspace):
     assert result.json()["reused_cache"] is True
     human = run_cli("preprocess", "recipes/quickstart.yaml", cwd=workspace)
     assert "reused the cache" in human.stdout
+
+
+def test_robustness_report_degrades_with_noise_and_handles_missing_inputs(quickstart, workspace):
+    result = run_cli("evaluate", "runs/quickstart", "--split", "test", "--robustness", "--json", cwd=workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    report = result.json()["robustness"]
+    image_scene = report["inputs"]["image"]["noise"]["scene"]
+    assert image_scene[0] == pytest.approx(report["clean"]["scene"])
+    assert image_scene[-1] < image_scene[0] - 0.2, "scene needs the image: heavy image noise must hurt"
+    for entry in report["inputs"].values():
+        assert all(isinstance(v, float) for v in entry["missing"].values()), "every input-missing score is finite"
+        assert all(v is not None for v in entry["relative"].values())
+    assert (workspace / "runs" / "quickstart" / "plots" / "robustness-test.png").stat().st_size > 1000
