@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import torch
 
@@ -52,6 +53,7 @@ def main() -> None:
             "fused_corrupted": main_scores(run.model, noisy, batch),
             "trained_without": {t: reduced_metrics[t][run.model.tasks[t].main_metric] for t in run.model.tasks},
         }
+        print(json.dumps({"partial": name, **report["inputs"][name]}), file=sys.stderr, flush=True)
     print(json.dumps(report, indent=2))
 
 
