@@ -79,15 +79,17 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
         _check_name("input", name)
         spec = {**preprocessing["inputs"][name]["spec"], "input": name}  # lets encoder errors name the recipe key
         encoders[name] = ENCODERS[cfg.modality].build(cfg.encoder, spec=spec, hidden_size=hidden)
-    fusion = FUSIONS.build(recipe.model.fusion, input_names=list(recipe.inputs), hidden_size=hidden)
+    # heads are built before the fusion: parameter creation order is part of seeded initialisation
+    late = getattr(FUSIONS.get(recipe.model.fusion.type), "combines_predictions", False)
     tasks: dict[str, nn.Module] = {}
     for name, cfg in recipe.tasks.items():
         _check_name("task", name)
         spec = preprocessing["tasks"][name]["spec"]
-        if getattr(fusion, "combines_predictions", False):
+        if late:
             tasks[name] = LateTaskHeads({i: TASKS.build(cfg, spec=spec, hidden_size=hidden) for i in recipe.inputs})
         else:
             tasks[name] = TASKS.build(cfg, spec=spec, hidden_size=hidden)
+    fusion = FUSIONS.build(recipe.model.fusion, input_names=list(recipe.inputs), hidden_size=hidden)
     attention_config = getattr(recipe.model, "attention", None)  # stand-in recipes may not have the key
     attention = None if attention_config is None else \
         ATTENTIONS.build(attention_config, input_names=list(recipe.inputs), hidden_size=hidden)
