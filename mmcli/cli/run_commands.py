@@ -13,7 +13,7 @@ SplitOpt = Annotated[str, typer.Option("--split", help="Split to use (any split 
 
 
 def evaluate(
-    run_dir: RunDirArg, split: SplitOpt = "test", num_proc: NumProcOpt = 1,
+    run_dir: RunDirArg, split: SplitOpt = "test", num_proc: NumProcOpt = 2,
     robustness: Annotated[bool, typer.Option("--robustness", help="Also score each input missing and under noise levels 0..1 (table, JSON, PNG).")] = False,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Run directory whose robustness report is the baseline for effective robustness.")] = None,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
@@ -49,7 +49,7 @@ def predict(
     audio: Annotated[Optional[str], typer.Option("--audio", help="Audio file for a single sample.")] = None,
     video: Annotated[Optional[str], typer.Option("--video", help="Video file for a single sample.")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="JSONL file (default RUN_DIR/predictions.jsonl).")] = None,
-    num_proc: NumProcOpt = 1, json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
+    num_proc: NumProcOpt = 2, json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Predict every task for a manifest or for one sample; writes JSONL with class probabilities.
 
@@ -84,7 +84,7 @@ predict.epilog = examples(
 def encode(
     run_dir: RunDirArg, split: SplitOpt = "test",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="A .safetensors or .parquet file (default RUN_DIR/embeddings-SPLIT.safetensors).")] = None,
-    num_proc: NumProcOpt = 1, json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
+    num_proc: NumProcOpt = 2, json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Write pooled per-input and fused embeddings of a split."""
     out = mode(json_output, quiet, debug)

@@ -30,7 +30,7 @@ def _render_training(result: dict[str, Any]) -> None:
 
 
 def preprocess(
-    recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 1,
+    recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
     force: Annotated[bool, typer.Option("--force", help="Rebuild the cache even if it is up to date.")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
@@ -58,7 +58,7 @@ preprocess.epilog = examples(  # type: ignore[attr-defined]
 
 
 def finetune(
-    recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 1,
+    recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME from the recipe).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
@@ -84,7 +84,7 @@ finetune.epilog = examples(  # type: ignore[attr-defined]
 
 
 def run(
-    recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 1,
+    recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
     check: Annotated[bool, typer.Option("--check", help="Compare with the recipe's expected metrics; exit 1 if any is out of range.")] = False,
     sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="key.path=v1,v2,... : train each value (several --sweep: every combination) and compare.")] = None,
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME).")] = None,
