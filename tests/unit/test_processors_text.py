@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +42,9 @@ def test_decode_cleans_and_rejects_empty() -> None:
     assert proc.missing() == {"txt": ""}
 
 
-def test_tokenise_shapes_and_special_tokens() -> None:
-    proc = _fitted()
+@pytest.mark.parametrize("kind", ["word", "wordpiece"])
+def test_tokenise_shapes_and_special_tokens(kind: str) -> None:
+    proc = _fitted(tokenizer=kind)
     tok = proc.tokenizer
     assert [tok.token_to_id(t) for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]] == [0, 1, 2, 3, 4]
     out = proc.transform({"txt": ["the lazy dog", "the quick brown fox jumps over the lazy dog again", "", None]})
@@ -52,6 +55,30 @@ def test_tokenise_shapes_and_special_tokens() -> None:
     assert mask[1].all() and ids[1, -1] == 3  # truncated, still ends with [SEP]
     assert not mask[2].any() and not ids[2].any() and not mask[3].any()  # missing rows: all pad
     assert "[UNK]" not in tok.decode(ids[0].tolist())
+
+
+def test_word_vocabulary_is_reproducible_across_processes() -> None:
+    # Many equal counts: a trainer that breaks ties in hash order (as WordPiece's does) gives
+    # different ids from one process to the next; a fresh interpreter has a fresh hash seed.
+    script = (
+        "from pathlib import Path\n"
+        "from mmcli.data.processors.text import TextConfig, TextProcessor\n"
+        "proc = TextProcessor(TextConfig(max_length=8, vocab_size=200), 't')\n"
+        "texts = [' '.join(f'w{i}{j}' for j in range(6)) for i in range(30)]\n"
+        "proc.fit({'t': texts})\n"
+        "print(proc.spec()['tokenizer_json'])\n"
+    )
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+            for _ in range(3)}
+    assert len(runs) == 1
+    vocab = json.loads(runs.pop())["model"]["vocab"]
+    assert len(vocab) == 5 + 180 and vocab["w00"] == 5  # all ties: ordered by token after the specials
+
+
+def test_word_tokenizer_maps_unseen_words_to_unk() -> None:
+    proc = _fitted()
+    ids = proc.transform({"txt": ["the zebra"]})["txt"][0]
+    assert ids[2] == proc.tokenizer.token_to_id("[UNK]") and ids[1] == proc.tokenizer.token_to_id("the")
 
 
 def test_spec_round_trip() -> None:

@@ -25,10 +25,12 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # [PAD] must be
 class TextConfig(Settings):
     max_length: int = Field(32, ge=2, description="tokens per text, including [CLS] and [SEP]")
     lowercase: bool = True
-    tokenizer: Literal["wordpiece", "hf"] = Field(
-        "wordpiece", description="wordpiece: trained on the train split; hf: a local Hugging Face tokenizer"
-    )
-    vocab_size: int = Field(2000, ge=len(SPECIAL_TOKENS) + 1, description="target WordPiece vocabulary size")
+    tokenizer: Literal["word", "wordpiece", "hf"] = Field(
+        "word", description="word: whole-word vocabulary trained on the train split (reproducible); wordpiece: subword "
+                            "vocabulary trained on the train split, which can differ between fresh runs (the tokenizers "
+                            "trainer breaks ties in hash order, huggingface/tokenizers#1794); hf: a local Hugging Face "
+                            "tokenizer")
+    vocab_size: int = Field(2000, ge=len(SPECIAL_TOKENS) + 1, description="largest vocabulary trained (word/wordpiece)")
     min_frequency: int = Field(1, ge=1)
     tokenizer_path: str | None = Field(
         None, description="Hugging Face tokenizer (tokenizer: hf): a local directory, or 'pkg:DIST' for the model "
@@ -49,7 +51,7 @@ class TextProcessor:
         self.config = config
         self.name = name
         self.mask_name = f"{name}_mask"
-        self.tokenizer: Any = None  # tokenizers.Tokenizer (wordpiece) or transformers tokenizer (hf)
+        self.tokenizer: Any = None  # tokenizers.Tokenizer (word/wordpiece) or transformers tokenizer (hf)
 
     def decode(self, value: Any, base_dir: Path) -> dict[str, str]:
         if not isinstance(value, str) or is_missing(value):
@@ -83,7 +85,7 @@ class TextProcessor:
         texts = [t for t in train[self.name] if isinstance(t, str) and t.strip()]
         if not texts:
             raise DataError(f"input '{self.name}': no training text to build a tokenizer from")
-        self.tokenizer = _train_wordpiece(texts, self.config)
+        self.tokenizer = _train_vocabulary(texts, self.config)
 
     def transform(self, columns: dict[str, Any]) -> dict[str, Any]:
         require_fitted(self.tokenizer, self.name)
@@ -146,19 +148,21 @@ class TextProcessor:
         return [(e.ids, e.attention_mask) for e in self.tokenizer.encode_batch(texts)]
 
 
-def _train_wordpiece(texts: list[str], config: TextConfig) -> Any:
+def _train_vocabulary(texts: list[str], config: TextConfig) -> Any:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    if config.tokenizer == "word":
+        # WordLevelTrainer orders ties by token, so the same texts always give the same ids.
+        tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+        trainer: Any = trainers.WordLevelTrainer(vocab_size=config.vocab_size, min_frequency=config.min_frequency,
+                                                 special_tokens=SPECIAL_TOKENS, show_progress=False)
+    else:
+        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tokenizer.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=config.vocab_size, min_frequency=config.min_frequency,
+                                            special_tokens=SPECIAL_TOKENS, show_progress=False)
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=config.lowercase)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=config.vocab_size,
-        min_frequency=config.min_frequency,
-        special_tokens=SPECIAL_TOKENS,
-        show_progress=False,
-    )
     tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
     return _configure(tokenizer, config.max_length)
 
