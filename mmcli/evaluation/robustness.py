@@ -1,8 +1,7 @@
 """Robustness: metrics with each input missing and under rising noise (MultiBench-style).
 
-Noise at level ``l`` in [0, 1]: Gaussian noise of std ``l`` on pixels in [0, 1] (image,
-video), of std ``l`` times the fitted feature std on audio features, and token dropout with
-probability ``l`` on text. Relative robustness is the area under the metric-vs-noise curve
+Noise at level ``l`` in [0, 1] is ``mmcli.data.corruption``'s model (Gaussian noise on pixels
+and audio features, token dropout on text). Relative robustness is the area under the metric-vs-noise curve
 (trapezoid over the levels, as MultiBench computes it); effective robustness is the sum of
 the curve's gaps to a reference curve shifted to the same clean score, and needs a reference
 run (MultiBench uses late fusion), so it is reported only when one is given.
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmcli.data.corruption import corrupt_rows
 from mmcli.runs import atomic_write_bytes
 
 LEVELS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -25,23 +25,10 @@ LEVELS = tuple(round(0.1 * i, 1) for i in range(11))
 def corrupt(tensors: dict[str, torch.Tensor], name: str, modality: str, spec: dict, level: float,
             generator: torch.Generator) -> dict[str, torch.Tensor]:
     """A copy of ``tensors`` with input ``name`` corrupted at ``level`` (no other column changes)."""
-    out = dict(tensors)
-    x, mask = tensors[name], tensors[f"{name}_mask"]
     if level <= 0:
-        return out
-    if modality in ("image", "video"):
-        pixels = x.float() / 255 + torch.randn(x.shape, generator=generator) * level
-        out[name] = (pixels.clamp(0, 1) * 255).round().to(x.dtype)
-    elif modality == "audio":
-        std = float(np.mean(spec.get("std", 1.0)))
-        out[name] = (x.float() + torch.randn(x.shape, generator=generator) * level * std).to(x.dtype)
-    elif modality == "text":
-        dropped = (torch.rand(mask.shape, generator=generator) < level) & mask
-        out[name] = x.masked_fill(dropped, int(spec.get("pad_id", 0)))
-        out[f"{name}_mask"] = mask & ~dropped
-    else:
-        raise ValueError(f"no noise model for modality '{modality}'")
-    return out
+        return dict(tensors)
+    rows = tensors[f"{name}_mask"].shape[0]
+    return corrupt_rows(tensors, name, modality, spec, torch.full((rows,), float(level)), generator)
 
 
 def without(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:

@@ -50,6 +50,8 @@ class TrainingSettings(Settings):
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without improvement before stopping")
     monitor: str | None = Field(None, description="TASK.METRIC to select the best checkpoint (default: first task's main metric)")
     modality_dropout: float = Field(0.0, ge=0, lt=1, description="hide each input for this share of training rows (never all of a row's inputs)")
+    modality_noise: float = Field(0.0, ge=0, lt=1, description="corrupt each input for this share of training rows, at a "
+                                  "random noise level (the noise model of evaluate --robustness)")
     checkpoint_every: int | None = Field(None, ge=1, description="also save a full checkpoint every N steps (always at each epoch end)")
     keep_checkpoints: int = Field(2, ge=1, description="how many step checkpoints to keep (the best is kept apart)")
     on_nan: Literal["fail", "skip_batch"] = Field("fail", description="non-finite loss: stop with the step and task, or skip and count the batch")

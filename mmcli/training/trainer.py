@@ -17,6 +17,7 @@ from mmcli.evaluation.predictions import predict_tensors, task_metrics
 from mmcli.progress import TrainingProgress
 from mmcli.runs import BEST_CHECKPOINT, atomic_write_jsonl
 from mmcli.training.modality_dropout import drop_modalities
+from mmcli.training.modality_noise import corrupt_modalities
 from mmcli.training.checkpoint import load_weights, save_checkpoint
 from mmcli.training.seeding import epoch_generator, seed_everything
 from mmcli.training.state import list_checkpoints, load_training_state, save_training_state
@@ -68,7 +69,7 @@ def _fresh_progress() -> dict[str, Any]:
 
 
 def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: bool = True,
-          resume: bool = False) -> TrainResult:
+          resume: bool = False, preprocessing: dict | None = None) -> TrainResult:
     """Train ``model`` on the cached splits; the best checkpoint lands in run_dir/checkpoints/best.
 
     With ``resume`` the newest complete ``checkpoints/step-N`` is restored (weights, optimizer,
@@ -96,6 +97,7 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
     task, metric, greater = monitor_of(recipe, unwrapped)
     monitor = f"{task}.{metric}" if val_tensors is not None else "train.loss"
 
+    noise_inputs = _noise_inputs(recipe, preprocessing)
     folder = run_dir / CHECKPOINTS
     state, resumed_from = _fresh_progress(), None
     if resume and list_checkpoints(folder):
@@ -114,7 +116,7 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
                 if state["step"] >= total_steps:
                     break
                 state["batch"] += 1
-                if _train_step(batch, model, unwrapped, optimizer, scheduler, accelerator, cfg, state):
+                if _train_step(batch, model, unwrapped, optimizer, scheduler, accelerator, cfg, state, noise_inputs):
                     state["step"] += 1
                     progress.step(epoch, epochs, state["epoch_loss"] / max(state["epoch_batches"], 1))
                     if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
@@ -132,11 +134,20 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
                        skipped_batches=state["skipped_batches"], resumed_from=resumed_from)
 
 
+def _noise_inputs(recipe: Any, preprocessing: dict | None) -> dict[str, tuple[str, dict]]:
+    if not recipe.training.modality_noise:
+        return {}
+    if preprocessing is None:
+        raise ValueError("training.modality_noise needs the preprocessing specs (the noise scale of each input)")
+    return {name: (cfg.modality, preprocessing["inputs"][name]["spec"]) for name, cfg in recipe.inputs.items()}
+
+
 def _train_step(batch: dict, model: Any, unwrapped: Any, optimizer: Any, scheduler: Any, accelerator: Any,
-                cfg: Any, state: dict[str, Any]) -> bool:
+                cfg: Any, state: dict[str, Any], noise_inputs: dict[str, tuple[str, dict]]) -> bool:
     """One optimizer step; False when the batch was skipped for a non-finite loss (on_nan=skip_batch)."""
     batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
     batch = drop_modalities(batch, list(unwrapped.encoders), cfg.modality_dropout)
+    batch = corrupt_modalities(batch, noise_inputs, cfg.modality_noise)
     with accelerator.autocast():
         output = model(batch)
         loss, per_task = unwrapped.compute_loss(output, batch)

@@ -77,7 +77,8 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
 
     seed_everything(recipe.seed)
     model = build_model(recipe, prepared.preprocessing)
-    result = train(recipe, model, datasets, run_dir, show_progress=show_progress, resume=resume)
+    result = train(recipe, model, datasets, run_dir, show_progress=show_progress, resume=resume,
+                   preprocessing=prepared.preprocessing)
     splits = [s for s in recipe.evaluation.splits if s in datasets]
     metrics = evaluate_splits(model, recipe, datasets, splits)
     metrics["training"] = {"monitor": result.monitor, "best_score": result.best_score, "best_epoch": result.best_epoch,

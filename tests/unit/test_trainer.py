@@ -11,6 +11,7 @@ from mmcli.data.synthetic import make_dataset
 from mmcli.errors import RuntimeFailure
 from mmcli.models.multimodal import build_model
 from mmcli.recipe.loader import load_recipe
+from mmcli.training.seeding import seed_everything
 from mmcli.training.trainer import train
 
 QUICKSTART = str(Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml")
@@ -57,3 +58,19 @@ def test_skip_batch_counts_skipped_batches_and_finishes(prepared, tmp_path):
     assert result.skipped_batches > 0
     assert result.steps + result.skipped_batches == 2 * (data.splits["train"] // 8)
     assert (tmp_path / "checkpoints" / "best" / "model.safetensors").is_file()
+
+
+def test_modality_noise_trains_and_needs_the_specs(prepared, tmp_path):
+    recipe, data = prepared
+    noisy = recipe.model_copy(update={"training": recipe.training.model_copy(update={"modality_noise": 0.5})})
+    with pytest.raises(ValueError, match="modality_noise"):
+        train(noisy, build_model(noisy, data.preprocessing), data.load(), tmp_path, show_progress=False)
+    runs = {}
+    for label, config in (("clean", recipe), ("clean-again", recipe), ("noisy", noisy)):
+        seed_everything(config.seed)
+        runs[label] = train(config, build_model(config, data.preprocessing), data.load(), tmp_path / label,
+                            show_progress=False, preprocessing=data.preprocessing)
+    clean, result = runs["clean"], runs["noisy"]
+    assert runs["clean-again"].history == clean.history
+    assert result.steps == clean.steps
+    assert result.history[-1]["train_loss"] != clean.history[-1]["train_loss"]  # the noise reached the batches

@@ -10,7 +10,8 @@ import numpy as np
 from pydantic import Field
 
 from mmcli.config import Settings
-from mmcli.data.processors.base import MediaError, config_from_spec, media_path, pil_to_array, pixel_stats, require_fitted
+from mmcli.data.processors.base import MediaError, media_path, pil_to_array
+from mmcli.data.processors.pixels import PixelStatistics
 from mmcli.registries import PROCESSORS
 
 
@@ -21,10 +22,11 @@ class ImageConfig(Settings):
 
 
 @PROCESSORS.register("image", ImageConfig)
-class ImageProcessor:
+class ImageProcessor(PixelStatistics):
     """Columns: ``name`` uint8 ``[C, S, S]``, ``name_mask`` bool ``[1]``. Normalisation happens in the encoder."""
 
-    transforms = False  # transform() is the identity: nothing to run after fit
+    modality = "image"
+    config_class = ImageConfig
 
     def __init__(self, config: ImageConfig, name: str) -> None:
         self.config = config
@@ -52,28 +54,6 @@ class ImageProcessor:
             self.name: datasets.Array3D((c, s, s), "uint8"),
             self.mask_name: datasets.Sequence(datasets.Value("bool"), length=1),
         }
-
-    def fit(self, train: dict[str, Any]) -> None:
-        self.mean, self.std = pixel_stats(train[self.name], train[self.mask_name], self.config.channels)
-
-    def transform(self, columns: dict[str, Any]) -> dict[str, Any]:
-        return columns  # pixels stay uint8; the encoder normalises with the spec's mean/std
-
-    def spec(self) -> dict[str, Any]:
-        require_fitted(self.mean, self.name)
-        return {
-            "modality": "image",
-            "config": self.config.model_dump(),
-            "channels": self.config.channels,
-            "size": self.config.size,
-            "mean": list(self.mean),  # type: ignore[arg-type]
-            "std": list(self.std),  # type: ignore[arg-type]
-        }
-
-    def load_spec(self, spec: dict[str, Any]) -> None:
-        self.config = config_from_spec(ImageConfig, spec)
-        self.mean = [float(v) for v in spec["mean"]]
-        self.std = [float(v) for v in spec["std"]]
 
 
 def read_image(path: Path, config: ImageConfig, shown: str) -> np.ndarray:

@@ -9,7 +9,8 @@ import numpy as np
 from pydantic import Field
 
 from mmcli.config import Settings
-from mmcli.data.processors.base import MediaError, config_from_spec, media_path, pil_to_array, pixel_stats, require_fitted
+from mmcli.data.processors.base import MediaError, media_path, pil_to_array
+from mmcli.data.processors.pixels import PixelStatistics
 from mmcli.registries import PROCESSORS
 
 
@@ -20,10 +21,11 @@ class VideoConfig(Settings):
 
 
 @PROCESSORS.register("video", VideoConfig)
-class VideoProcessor:
+class VideoProcessor(PixelStatistics):
     """Columns: ``name`` uint8 ``[K, C, S, S]``, ``name_mask`` bool ``[K]``. The encoder normalises."""
 
-    transforms = False  # transform() is the identity: nothing to run after fit
+    modality = "video"
+    config_class = VideoConfig
 
     def __init__(self, config: VideoConfig, name: str) -> None:
         self.config = config
@@ -61,28 +63,8 @@ class VideoProcessor:
             self.mask_name: datasets.Sequence(datasets.Value("bool"), length=cfg.num_frames),
         }
 
-    def fit(self, train: dict[str, Any]) -> None:
-        self.mean, self.std = pixel_stats(train[self.name], train[self.mask_name], self.config.channels)
-
-    def transform(self, columns: dict[str, Any]) -> dict[str, Any]:
-        return columns
-
-    def spec(self) -> dict[str, Any]:
-        require_fitted(self.mean, self.name)
-        return {
-            "modality": "video",
-            "config": self.config.model_dump(),
-            "channels": self.config.channels,
-            "size": self.config.size,
-            "num_frames": self.config.num_frames,
-            "mean": list(self.mean),  # type: ignore[arg-type]
-            "std": list(self.std),  # type: ignore[arg-type]
-        }
-
-    def load_spec(self, spec: dict[str, Any]) -> None:
-        self.config = config_from_spec(VideoConfig, spec)
-        self.mean = [float(v) for v in spec["mean"]]
-        self.std = [float(v) for v in spec["std"]]
+    def shape_spec(self) -> dict[str, Any]:
+        return {**super().shape_spec(), "num_frames": self.config.num_frames}
 
 
 def sample_indices(total: int, wanted: int) -> list[int]:
