@@ -9,7 +9,7 @@ partial line per (seed, input) goes to stderr as it is measured. Needs the shape
 (`make demo` makes it). 1 + (number of inputs) trainings per seed.
 
 Usage: python benchmarks/robust_fusion.py [--recipe recipes/quickstart.yaml] [--dropout 0.3]
-       [--seeds 0,1,2] [--set key=value ...]
+       [--seeds 0,1,2] [--set key=value ...] [--fused key=value ...] [--name robust-fused]
 """
 
 from __future__ import annotations
@@ -42,15 +42,16 @@ def finished_metrics(recipe) -> dict | None:
     not depend on the fused model's settings, so trying several of those need not retrain them)."""
     run_dir = Path(recipe.output_dir) / recipe.name
     saved, metrics = run_dir / RECIPE_FILE, run_dir / METRICS_FILE
-    if saved.is_file() and metrics.is_file() and saved.read_text() == recipe_to_yaml(recipe):
+    if (saved.is_file() and metrics.is_file() and saved.read_text() == recipe_to_yaml(recipe)
+            and metrics.stat().st_mtime >= saved.stat().st_mtime):  # not an older run's metrics
         return json.loads(metrics.read_text())
     return None
 
 
 def one_seed(args: argparse.Namespace, seed: int) -> tuple[dict, dict]:
     common = [f"seed={seed}", *args.set]
-    fused_recipe = load_recipe(args.recipe, [*common, f"training.modality_dropout={args.dropout}",
-                                             f"name=robust-fused-seed{seed}"])
+    fused_recipe = load_recipe(args.recipe, [*common, f"training.modality_dropout={args.dropout}", *args.fused,
+                                             f"name={args.name}-seed{seed}"])
     if finished_metrics(fused_recipe) is None:
         finetune(fused_recipe, show_progress=False)
     run = open_run(Path(fused_recipe.output_dir) / fused_recipe.name)
@@ -102,13 +103,16 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.3)
     parser.add_argument("--split", default="test")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (model init, batch order, dropout draws)")
-    parser.add_argument("--set", nargs="*", default=[], help="extra recipe overrides for every training")
+    parser.add_argument("--set", nargs="*", default=[], help="recipe overrides for every training")
+    parser.add_argument("--fused", nargs="*", default=[], help="recipe overrides for the fused model only "
+                                                              "(e.g. training.modality_noise=0.1)")
+    parser.add_argument("--name", default="robust-fused", help="run name of the fused model (seed appended)")
     args = parser.parse_args()
     per_seed, greater = {}, {}
     for seed in (int(s) for s in args.seeds.split(",")):
         per_seed[seed], greater = one_seed(args, seed)
     print(json.dumps({"benchmark": "robust_fusion", "recipe": args.recipe, "modality_dropout": args.dropout,
-                      "overrides": args.set, "split": args.split, "seeds": list(per_seed),
+                      "overrides": args.set, "fused_overrides": args.fused, "split": args.split, "seeds": list(per_seed),
                       "summary": summarise(per_seed, greater), "per_seed": per_seed}, indent=2))
 
 

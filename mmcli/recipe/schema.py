@@ -38,6 +38,9 @@ class DataSettings(Settings):
         return self
 
 
+COMBINED_LOSS = "loss"  # training.monitor value: the weighted validation loss of all tasks
+
+
 class TrainingSettings(Settings):
     epochs: int = Field(10, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
@@ -48,7 +51,9 @@ class TrainingSettings(Settings):
     warmup_ratio: float = Field(0.05, ge=0, le=1)
     grad_clip: float | None = Field(1.0, gt=0)
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without improvement before stopping")
-    monitor: str | None = Field(None, description="TASK.METRIC to select the best checkpoint (default: first task's main metric)")
+    monitor: str | None = Field(None, description="what selects the best checkpoint and drives early stopping: TASK.METRIC, "
+                                                  "or 'loss' for the weighted validation loss of all tasks (default: the "
+                                                  "first task's main metric)")
     modality_dropout: float = Field(0.0, ge=0, lt=1, description="hide each input for this share of training rows (never all of a row's inputs)")
     modality_noise: float = Field(0.0, ge=0, lt=1, description="corrupt each input for this share of training rows, at a "
                                   "random noise level (the noise model of evaluate --robustness)")
@@ -133,7 +138,7 @@ def recipe_model() -> type:
             if name in taken:
                 raise ValueError(f"tasks.{name}: the name is already used by an input (rename the task or the input)")
         monitor = recipe.training.monitor
-        if monitor is not None:
+        if monitor is not None and monitor != COMBINED_LOSS:
             task = monitor.split(".")[0]
             if task not in recipe.tasks:
                 raise ValueError(f"training.monitor: unknown task '{task}' (known: {', '.join(recipe.tasks)})")

@@ -15,6 +15,7 @@ from mmcli.data.loader import batches_per_epoch, iterate_batches, split_tensors
 from mmcli.errors import DataError, RuntimeFailure
 from mmcli.evaluation.predictions import predict_tensors, task_metrics
 from mmcli.progress import TrainingProgress
+from mmcli.recipe.schema import COMBINED_LOSS
 from mmcli.runs import BEST_CHECKPOINT, atomic_write_jsonl
 from mmcli.training.modality_dropout import drop_modalities
 from mmcli.training.modality_noise import corrupt_modalities
@@ -49,7 +50,10 @@ def make_accelerator(recipe: Any) -> Any:
 
 
 def monitor_of(recipe: Any, model: Any) -> tuple[str, str, bool]:
-    """(task, metric, greater_is_better) used to select the best checkpoint."""
+    """(task, metric, greater_is_better) used to select the best checkpoint; task is "" for the
+    weighted validation loss of all tasks."""
+    if recipe.training.monitor == COMBINED_LOSS:
+        return "", COMBINED_LOSS, False
     if recipe.training.monitor:
         task, _, metric = recipe.training.monitor.partition(".")
         head = model.tasks[task]
@@ -95,7 +99,7 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
     device = accelerator.device
     unwrapped = accelerator.unwrap_model(model)
     task, metric, greater = monitor_of(recipe, unwrapped)
-    monitor = f"{task}.{metric}" if val_tensors is not None else "train.loss"
+    monitor = (f"{task}.{metric}" if task else f"validation.{metric}") if val_tensors is not None else "train.loss"
 
     noise_inputs = _noise_inputs(recipe, preprocessing)
     folder = run_dir / CHECKPOINTS
@@ -179,7 +183,8 @@ def _end_epoch(state: dict[str, Any], model: Any, val_tensors: Any, cfg: Any, de
         evaluated = predict_tensors(model, val_tensors, cfg.eval_batch_size, device)
         record["validation"] = task_metrics(model, evaluated["predictions"], val_tensors)
         record["validation_loss"] = evaluated["loss"]
-        score = record["validation"][task][metric]
+        loss = record["validation_loss"]
+        score = record["validation"][task][metric] if task else (loss if loss is not None and math.isfinite(loss) else None)
     else:
         score, greater = record["train_loss"], False
     state["history"].append(record)

@@ -74,3 +74,13 @@ def test_modality_noise_trains_and_needs_the_specs(prepared, tmp_path):
     assert runs["clean-again"].history == clean.history
     assert result.steps == clean.steps
     assert result.history[-1]["train_loss"] != clean.history[-1]["train_loss"]  # the noise reached the batches
+
+
+def test_monitor_loss_keeps_the_epoch_with_the_lowest_weighted_validation_loss(prepared, tmp_path):
+    recipe, data = prepared
+    recipe = recipe.model_copy(update={"training": recipe.training.model_copy(update={"monitor": "loss", "epochs": 3})})
+    seed_everything(recipe.seed)
+    result = train(recipe, build_model(recipe, data.preprocessing), data.load(), tmp_path, show_progress=False)
+    losses = [record["validation_loss"] for record in result.history]
+    assert result.monitor == "validation.loss"
+    assert result.best_score == min(losses) and result.best_epoch == losses.index(min(losses)) + 1
