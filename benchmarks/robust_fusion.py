@@ -88,6 +88,8 @@ def summarise(per_seed: dict[int, dict], greater: dict[str, bool]) -> dict:
             values = {kind: [r["inputs"][name][kind][task] for r in per_seed.values()]
                       for kind in ("fused_missing", "fused_corrupted", "trained_without")}
             row = {kind: mean(v) for kind, v in values.items()}
+            if len(per_seed) > 1:
+                row |= {f"{kind}_std": round(statistics.stdev(v), 4) for kind, v in values.items()}
             for kind in ("fused_missing", "fused_corrupted"):
                 wins = [at_or_above(f, r, greater[task]) for f, r in zip(values[kind], values["trained_without"])]
                 row[f"{kind}_at_or_above"] = at_or_above(row[kind], row["trained_without"], greater[task])

@@ -490,11 +490,11 @@ def _(c):
     return write(c, "cell-jsonl-number-as-image-path", table, [c.safe_train[0]], fmt="jsonl")
 
 
-@case("cell-jsonl-number-as-text", "row", "text:", inputs=only("text"))
+@case("cell-jsonl-object-as-text", "row", "text: text is not a string: dict", inputs=only("text"))
 def _(c):
     table = c.table().astype(object)
-    table.loc[c.test_rows[0], "text"] = 12345
-    return write(c, "cell-jsonl-number-as-text", table, [c.test_rows[0]], fmt="jsonl")
+    table.at[c.test_rows[0], "text"] = {"words": "a red square"}
+    return write(c, "cell-jsonl-object-as-text", table, [c.test_rows[0]], fmt="jsonl")
 
 
 # ---- cells: text and paths ----------------------------------------------------------------------

@@ -36,9 +36,12 @@ def test_decode_cleans_and_rejects_empty() -> None:
     proc = TextProcessor(TextConfig(), "txt")
     assert proc.decode("  Hello\n\tWORLD  ", Path("."))["txt"] == "hello world"
     assert TextProcessor(TextConfig(lowercase=False), "t").decode("Hi  There", Path("."))["t"] == "Hi There"
-    for bad in ["", "   \n", None, float("nan"), 3]:
+    for bad in ["", "   \n", None, float("nan")]:
         with pytest.raises(MediaError, match="empty text"):
             proc.decode(bad, Path("."))
+    with pytest.raises(MediaError, match="text is not a string: list"):
+        proc.decode(["a"], Path("."))
+    assert proc.decode(42, Path("."))["txt"] == "42" and proc.decode(2.5, Path("."))["txt"] == "2.5"
     assert proc.missing() == {"txt": ""}
 
 

@@ -35,6 +35,10 @@ def test_quickstart_is_valid_and_round_trips():
     (["tasks.image.type=regression", "tasks.image.column=size"], "tasks.image: the name is already used by an input"),
     (["expected.0.task=nope"], "expected.0.task: unknown task 'nope'"),
     (["training.monitor=nope.accuracy"], "training.monitor: unknown task 'nope'"),
+    (["training.epochs=true"], "training: epochs must be a number, not true"),
+    (["model.dropout=false"], "model: dropout must be a number, not false"),
+    (["tasks.scene.weight=.inf"], "tasks.scene.weight: Input should be a finite number"),
+    (["training.learning_rate=.nan"], "training.learning_rate: Input should be a finite number"),
     (["~inputs.text", "~inputs.image", "~inputs.audio", "~inputs.video"], "inputs: at least one input"),
 ])
 def test_errors_name_the_key_and_the_choices(overrides, expected):

@@ -54,8 +54,10 @@ class TextProcessor:
         self.tokenizer: Any = None  # tokenizers.Tokenizer (word/wordpiece) or transformers tokenizer (hf)
 
     def decode(self, value: Any, base_dir: Path) -> dict[str, str]:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not is_missing(value):
+            value = str(value)  # a cell like "42" arrives as a number from CSV/JSONL readers
         if not isinstance(value, str) or is_missing(value):
-            raise MediaError("empty text")
+            raise MediaError("empty text" if is_missing(value) else f"text is not a string: {type(value).__name__}")
         text = " ".join(value.split())  # collapse newlines/tabs/runs of spaces
         return {self.name: text.lower() if self.config.lowercase else text}
 
