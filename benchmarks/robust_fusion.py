@@ -1,121 +1,196 @@
 """Robust fusion: a fused model trained with modality dropout, tested with one input missing or
-fully corrupted (noise level 1.0), against the model trained without that input.
+fully corrupted (noise level 1.0), against the models that never had that input.
 
-For each seed, input X and task: the fused model's score with X missing / corrupted at test
-time, and the score of the same recipe trained with `~inputs.X` (the model of the remaining
-inputs, same seed). The summary averages over seeds and says, per input and task, whether the
-fused model stays at or above the reduced one (higher accuracy, lower MAE). Prints JSON; one
-partial line per (seed, input) goes to stderr as it is measured. Needs the shapes data
-(`make demo` makes it). 1 + (number of inputs) trainings per seed.
+Two references per (seed, removed input X, task), both trained with the same recipe and seed:
+- ``best_single``: the best single-modality model among the remaining inputs (``~inputs`` of all
+  others; the best one on the evaluation rows themselves, which favours the reference);
+- ``trained_without``: the model of all remaining inputs (``~inputs.X``), a stricter bar.
 
-Usage: python benchmarks/robust_fusion.py [--recipe recipes/quickstart.yaml] [--dropout 0.3]
-       [--seeds 0,1,2] [--set key=value ...] [--fused key=value ...] [--name robust-fused]
+Scores are per row (accuracy: correct or not; MAE: absolute error), so the fused model and a
+reference are compared on the same rows: the summary gives, per cell, the means over seeds, the
+mean paired difference (positive = fused better) and its 95% interval over rows (normal
+approximation of the paired mean over seeds' per-row scores), and a verdict: ``above`` (point
+estimate at or above), ``within noise`` (below, but the interval covers 0) or ``below`` (the
+whole interval is below 0). Evaluate on a large independent set (``--eval-manifest``, e.g.
+``mmcli datasets make shapes data/shapes-eval --size 4000 --seed 1``) so that intervals are tight;
+without it the recipe's test split (200 rows on shapes) is used.
+
+Finished runs of an identical resolved recipe are reused. Prints JSON; partial lines go to stderr.
+
+Usage: python benchmarks/robust_fusion.py [--recipe recipes/quickstart.yaml] [--dropout 0.15]
+       [--seeds 0,1,2] [--eval-manifest data/shapes-eval/manifest.csv] [--set key=value ...]
+       [--fused key=value ...] [--name robust-fused]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from mmcli.data.loader import split_tensors
-from mmcli.evaluation.predictions import predict_tensors, task_metrics
+from mmcli.evaluation.predictions import predict_tensors
 from mmcli.evaluation.robustness import corrupt, without
-from mmcli.recipe.loader import load_recipe, recipe_to_yaml
+from mmcli.recipe.loader import load_recipe, recipe_to_yaml, validate_recipe
+from mmcli.registries import TASKS
 from mmcli.runs import METRICS_FILE, RECIPE_FILE
 from mmcli.workflows.finetune import finetune
-from mmcli.workflows.run_dir import open_run, split_dataset
+from mmcli.workflows.run_dir import manifest_rows, open_run, split_dataset
+
+REFERENCES = ("best_single", "trained_without")
+CONDITIONS = ("fused_missing", "fused_corrupted")
 
 
-def main_scores(model, tensors, batch_size):
-    device = next(model.parameters()).device
-    metrics = task_metrics(model, predict_tensors(model, tensors, batch_size, device)["predictions"], tensors)
-    return {task: metrics[task][head.main_metric] for task, head in model.tasks.items()}
-
-
-def finished_metrics(recipe) -> dict | None:
-    """The metrics of a finished run of exactly this recipe, if there is one (the reduced models do
-    not depend on the fused model's settings, so trying several of those need not retrain them)."""
+def finished(recipe) -> bool:
+    """A finished run of exactly this resolved recipe exists (saved recipes are re-validated, so a
+    field added to the schema since, at its default, does not force a retraining)."""
     run_dir = Path(recipe.output_dir) / recipe.name
     saved, metrics = run_dir / RECIPE_FILE, run_dir / METRICS_FILE
-    if (saved.is_file() and metrics.is_file() and saved.read_text() == recipe_to_yaml(recipe)
-            and metrics.stat().st_mtime >= saved.stat().st_mtime):  # not an older run's metrics
-        return json.loads(metrics.read_text())
-    return None
+    if not (saved.is_file() and metrics.is_file() and metrics.stat().st_mtime >= saved.stat().st_mtime):
+        return False
+    return recipe_to_yaml(validate_recipe(yaml.safe_load(saved.read_text()))) == recipe_to_yaml(recipe)
 
 
-def one_seed(args: argparse.Namespace, seed: int) -> tuple[dict, dict]:
+def trained_run(recipe):
+    if not finished(recipe):
+        finetune(recipe, show_progress=False)
+    return open_run(Path(recipe.output_dir) / recipe.name)
+
+
+class EvaluationRows:
+    """The evaluation rows as tensors, decoded once: a run whose fitted processors and label encoders
+    match those of rows already decoded (a subset of the inputs, same specs) reuses them."""
+
+    def __init__(self, manifest: str | None, split: str) -> None:
+        self.manifest, self.split, self.decoded = manifest, split, []
+
+    def tensors(self, run) -> dict[str, torch.Tensor]:
+        mine = run.preprocessing
+        for fitted, tensors in self.decoded:
+            if fitted["tasks"] == mine["tasks"] and all(fitted["inputs"].get(n) == spec for n, spec in mine["inputs"].items()):
+                return tensors
+        dataset = manifest_rows(run, self.manifest, "eval", with_targets=True).dataset if self.manifest \
+            else split_dataset(run, self.split)
+        tensors = split_tensors(dataset, list(run.recipe.inputs), list(run.recipe.tasks))
+        self.decoded.append((mine, tensors))
+        return tensors
+
+
+def row_scores(model, tensors, batch_size) -> dict[str, list[float]]:
+    """Per task, each row's contribution to the main metric (1/0 correct; absolute error)."""
+    predictions = predict_tensors(model, tensors, batch_size, next(model.parameters()).device)["predictions"]
+    scores = {}
+    for task, head in model.tasks.items():
+        predicted, true = head.metric_inputs(predictions[task], tensors[task])
+        if head.main_metric == "accuracy":
+            scores[task] = [float(p == t) for p, t in zip(predicted, true)]
+        elif head.main_metric == "mae":
+            scores[task] = [abs(p - t) for p, t in zip(predicted, true)]
+        else:
+            raise ValueError(f"task {task}: no per-row form of {head.main_metric}")
+    return scores
+
+
+def mean(values) -> float:
+    return statistics.fmean(values)
+
+
+def one_seed(args: argparse.Namespace, seed: int, rows: EvaluationRows) -> dict:
     common = [f"seed={seed}", *args.set]
-    fused_recipe = load_recipe(args.recipe, [*common, f"training.modality_dropout={args.dropout}", *args.fused,
-                                             f"name={args.name}-seed{seed}"])
-    if finished_metrics(fused_recipe) is None:
-        finetune(fused_recipe, show_progress=False)
-    run = open_run(Path(fused_recipe.output_dir) / fused_recipe.name)
-    tensors = split_tensors(split_dataset(run, args.split), list(run.recipe.inputs), list(run.recipe.tasks))
-    batch = run.recipe.training.eval_batch_size
-    clean, inputs = main_scores(run.model, tensors, batch), {}
-    for name, cfg in run.recipe.inputs.items():
-        spec = run.preprocessing["inputs"][name]["spec"]
+    fused = trained_run(load_recipe(args.recipe, [*common, f"training.modality_dropout={args.dropout}", *args.fused,
+                                                  f"name={args.name}-seed{seed}"]))
+    tensors, batch = rows.tensors(fused), fused.recipe.training.eval_batch_size
+    inputs = list(fused.recipe.inputs)
+    singles = {}
+    for name in inputs:
+        others = [f"~inputs.{other}" for other in inputs if other != name]
+        single = trained_run(load_recipe(args.recipe, [*common, *others, f"name=robust-only-{name}-seed{seed}"]))
+        singles[name] = row_scores(single.model, rows.tensors(single), batch)
+    result = {"clean": row_scores(fused.model, tensors, batch), "inputs": {}}
+    for name, cfg in fused.recipe.inputs.items():
+        spec = fused.preprocessing["inputs"][name]["spec"]
         noisy = corrupt(tensors, name, cfg.modality, spec, 1.0, torch.Generator().manual_seed(seed))
-        reduced = load_recipe(args.recipe, [*common, f"~inputs.{name}", f"name=robust-without-{name}-seed{seed}"])
-        reduced_metrics = finished_metrics(reduced) or finetune(reduced, show_progress=False)["metrics"]
-        reduced_metrics = reduced_metrics[args.split]
-        inputs[name] = {
-            "fused_missing": main_scores(run.model, without(tensors, name), batch),
-            "fused_corrupted": main_scores(run.model, noisy, batch),
-            "trained_without": {t: reduced_metrics[t][run.model.tasks[t].main_metric] for t in run.model.tasks},
-        }
-        print(json.dumps({"seed": seed, "partial": name, **inputs[name]}), file=sys.stderr, flush=True)
-    greater = {t: head.greater_is_better for t, head in run.model.tasks.items()}
-    return {"clean": clean, "inputs": inputs}, greater
+        reduced = trained_run(load_recipe(args.recipe, [*common, f"~inputs.{name}", f"name=robust-without-{name}-seed{seed}"]))
+        cell = {"fused_missing": row_scores(fused.model, without(tensors, name), batch),
+                "fused_corrupted": row_scores(fused.model, noisy, batch),
+                "trained_without": row_scores(reduced.model, rows.tensors(reduced), batch),
+                "best_single": {}, "best_single_input": {}}
+        for task, head in fused.model.tasks.items():
+            pick = max if head.greater_is_better else min
+            best = pick((other for other in inputs if other != name), key=lambda other: mean(singles[other][task]))
+            cell["best_single"][task], cell["best_single_input"][task] = singles[best][task], best
+        result["inputs"][name] = cell
+        print(json.dumps({"seed": seed, "removed": name, **{
+            kind: {t: round(mean(v), 4) for t, v in cell[kind].items()} for kind in (*CONDITIONS, *REFERENCES)}}),
+            file=sys.stderr, flush=True)
+    return result
 
 
-def at_or_above(fused: float, reference: float, greater: bool) -> bool:
-    return fused >= reference if greater else fused <= reference
+def paired(fused: list[list[float]], reference: list[list[float]], greater: bool) -> dict:
+    """Seeds' per-row scores -> means, mean paired difference (positive = fused better), 95% interval, verdict."""
+    sign = 1.0 if greater else -1.0
+    per_row = [sign * (mean(f) - mean(r)) for f, r in zip(zip(*fused), zip(*reference))]
+    diff = mean(per_row)
+    half = 1.96 * statistics.stdev(per_row) / math.sqrt(len(per_row)) if len(per_row) > 1 else 0.0
+    verdict = "above" if diff >= 0 else ("within noise" if diff + half >= 0 else "below")
+    return {"fused": round(mean(map(mean, fused)), 4), "reference": round(mean(map(mean, reference)), 4),
+            "difference": round(diff, 4), "interval": [round(diff - half, 4), round(diff + half, 4)],
+            "verdict": verdict, "seeds_at_or_above": sum(sign * (mean(f) - mean(r)) >= 0 for f, r in zip(fused, reference))}
 
 
-def summarise(per_seed: dict[int, dict], greater: dict[str, bool]) -> dict:
-    mean = lambda values: round(statistics.fmean(values), 4)  # noqa: E731
-    first = next(iter(per_seed.values()))
-    summary: dict = {"clean": {t: mean([r["clean"][t] for r in per_seed.values()]) for t in first["clean"]}, "inputs": {}}
-    for name in first["inputs"]:
-        rows = {}
-        for task in first["clean"]:
-            values = {kind: [r["inputs"][name][kind][task] for r in per_seed.values()]
-                      for kind in ("fused_missing", "fused_corrupted", "trained_without")}
-            row = {kind: mean(v) for kind, v in values.items()}
-            if len(per_seed) > 1:
-                row |= {f"{kind}_std": round(statistics.stdev(v), 4) for kind, v in values.items()}
-            for kind in ("fused_missing", "fused_corrupted"):
-                wins = [at_or_above(f, r, greater[task]) for f, r in zip(values[kind], values["trained_without"])]
-                row[f"{kind}_at_or_above"] = at_or_above(row[kind], row["trained_without"], greater[task])
-                row[f"{kind}_seeds_at_or_above"] = f"{sum(wins)}/{len(wins)}"
-            rows[task] = row
-        summary["inputs"][name] = rows
+def summarise(per_seed: list[dict], greater: dict[str, bool]) -> dict:
+    summary: dict = {"clean": {t: round(mean([mean(r["clean"][t]) for r in per_seed]), 4) for t in greater},
+                     "inputs": {}, "verdicts": {}}
+    counts = {ref: {"above": 0, "within noise": 0, "below": 0} for ref in REFERENCES}
+    for name in per_seed[0]["inputs"]:
+        cells = {}
+        for task in greater:
+            cell = {"best_single_inputs": [r["inputs"][name]["best_single_input"][task] for r in per_seed]}
+            for condition in CONDITIONS:
+                for ref in REFERENCES:
+                    cell[f"{condition} vs {ref}"] = paired([r["inputs"][name][condition][task] for r in per_seed],
+                                                            [r["inputs"][name][ref][task] for r in per_seed], greater[task])
+                    counts[ref][cell[f"{condition} vs {ref}"]["verdict"]] += 1
+            cells[task] = cell
+        summary["inputs"][name] = cells
+    summary["verdicts"] = counts
     return summary
+
+
+def seed_means(result: dict) -> dict:
+    means = lambda scores: {t: round(mean(v), 4) for t, v in scores.items()}  # noqa: E731
+    return {"clean": means(result["clean"]),
+            "inputs": {name: {kind: means(cell[kind]) for kind in (*CONDITIONS, *REFERENCES)}
+                       | {"best_single_input": cell["best_single_input"]} for name, cell in result["inputs"].items()}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipe", default="recipes/quickstart.yaml")
-    parser.add_argument("--dropout", type=float, default=0.3)
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--dropout", type=float, default=0.15)
+    parser.add_argument("--split", default="test", help="split to evaluate on when there is no --eval-manifest")
+    parser.add_argument("--eval-manifest", default=None, help="labelled manifest of independent rows to evaluate on")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (model init, batch order, dropout draws)")
     parser.add_argument("--set", nargs="*", default=[], help="recipe overrides for every training")
     parser.add_argument("--fused", nargs="*", default=[], help="recipe overrides for the fused model only "
-                                                              "(e.g. training.modality_noise=0.1)")
+                                                              "(e.g. model.unimodal_loss=0.5)")
     parser.add_argument("--name", default="robust-fused", help="run name of the fused model (seed appended)")
     args = parser.parse_args()
-    per_seed, greater = {}, {}
-    for seed in (int(s) for s in args.seeds.split(",")):
-        per_seed[seed], greater = one_seed(args, seed)
+    rows = EvaluationRows(args.eval_manifest, args.split)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    per_seed = [one_seed(args, seed, rows) for seed in seeds]
+    greater = {t: TASKS.get(cfg.type).greater_is_better for t, cfg in load_recipe(args.recipe, args.set).tasks.items()}
     print(json.dumps({"benchmark": "robust_fusion", "recipe": args.recipe, "modality_dropout": args.dropout,
-                      "overrides": args.set, "fused_overrides": args.fused, "split": args.split, "seeds": list(per_seed),
-                      "summary": summarise(per_seed, greater), "per_seed": per_seed}, indent=2))
+                      "overrides": args.set, "fused_overrides": args.fused, "seeds": seeds,
+                      "evaluated_on": args.eval_manifest or f"split {args.split}",
+                      "rows": len(per_seed[0]["clean"][next(iter(greater))]),
+                      "summary": summarise(per_seed, greater), "per_seed": [seed_means(r) for r in per_seed]}, indent=2))
 
 
 if __name__ == "__main__":

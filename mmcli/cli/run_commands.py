@@ -16,20 +16,24 @@ def evaluate(
     run_dir: RunDirArg, split: SplitOpt = "test", num_proc: NumProcOpt = 2,
     robustness: Annotated[bool, typer.Option("--robustness", help="Also score each input missing and under noise levels 0..1 (table, JSON, PNG).")] = False,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Run directory whose robustness report is the baseline for effective robustness.")] = None,
+    manifest: Annotated[Optional[str], typer.Option("--manifest", help="Evaluate every row of another labelled manifest (an external test set) instead of a split; stored as external-NAME.")] = None,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
-    """Per-task metrics of a trained run on a split (bundled metric modules, no network needed)."""
+    """Per-task metrics of a trained run on a split or another manifest (bundled metric modules, no network needed)."""
     out = mode(json_output, quiet, debug)
 
     def work() -> dict[str, Any]:
         from mmcli.workflows.evaluate import evaluate_run
 
-        return evaluate_run(run_dir, split, num_proc, quiet=not out.show_progress, robustness=robustness, reference=reference)
+        return evaluate_run(run_dir, split, num_proc, quiet=not out.show_progress, robustness=robustness, reference=reference,
+                            manifest=manifest)
 
     def render(result: dict[str, Any]) -> None:
         from mmcli.cli.render import console, metrics_table, robustness_table
 
         console.print(metrics_table({result["split"]: result["metrics"]}, title=f"metrics ({result['run_dir']})"))
+        if result.get("skipped"):
+            console.print(f"[yellow]{result['skipped']} rows of {result['manifest']} skipped[/]: see {result['errors_file']}")
         if "robustness" in result:
             console.print(robustness_table(result["robustness"]))
             console.print(f"robustness report: {result['robustness_file']}; curve: {result['robustness_plot']}")
@@ -38,7 +42,8 @@ def evaluate(
 
 
 evaluate.epilog = examples("mmcli evaluate runs/quickstart --split test", "mmcli evaluate runs/quickstart --split validation --json",
-                           "mmcli evaluate runs/quickstart --robustness", "mmcli evaluate runs/gated --robustness --reference runs/late")
+                           "mmcli evaluate runs/quickstart --robustness", "mmcli evaluate runs/gated --robustness --reference runs/late",
+                           "mmcli evaluate runs/quickstart --manifest data/shapes-eval/manifest.csv")
 
 
 def predict(

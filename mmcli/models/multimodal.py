@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from mmcli.errors import RecipeError
 from mmcli.models.late_heads import LateTaskHeads
 from mmcli.models.outputs import EncoderOutput
+from mmcli.models.unimodal_heads import UnimodalHeads
 from mmcli.registries import ATTENTIONS, ENCODERS, FUSIONS, TASKS
 
 
@@ -32,7 +33,8 @@ class MultimodalModel(nn.Module):
     """
 
     def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, tasks: dict[str, nn.Module],
-                 weights: dict[str, float], dropout: float = 0.1, attention: nn.Module | None = None) -> None:
+                 weights: dict[str, float], dropout: float = 0.1, attention: nn.Module | None = None,
+                 unimodal: UnimodalHeads | None = None, unimodal_loss: float = 0.0) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.attention = attention  # None: no parameters, no state-dict keys (older checkpoints load unchanged)
@@ -40,6 +42,8 @@ class MultimodalModel(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.tasks = nn.ModuleDict(tasks)
         self.weights = dict(weights)
+        self.unimodal = unimodal  # None: no state-dict keys, so checkpoints without it load unchanged
+        self.unimodal_loss = unimodal_loss
 
     def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
         encoded = {name: encoder(batch[name], batch[f"{name}_mask"]) for name, encoder in self.encoders.items()}
@@ -56,9 +60,16 @@ class MultimodalModel(nn.Module):
         return ModelOutput(predictions=predictions, encoded=encoded, fused=fused)
 
     def compute_loss(self, output: ModelOutput, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """``(sum_t weight_t * loss_t, {task: loss_t})``; each task loss skips rows without its label."""
+        """``(sum_t weight_t * loss_t, {task: loss_t})``; each task loss skips rows without its label.
+
+        While training, ``model.unimodal_loss`` times the auxiliary unimodal loss is added to the total
+        (under ``"unimodal"`` in the dict); evaluation losses are the fused model's alone, so the
+        checkpoint monitor compares like with like."""
         losses = {name: head.loss(output.predictions[name], batch[name]) for name, head in self.tasks.items()}
         total = sum(self.weights[name] * loss for name, loss in losses.items())
+        if self.unimodal is not None and self.training:
+            losses["unimodal"] = self.unimodal.loss(output.encoded, batch, self.weights)
+            total = total + self.unimodal_loss * losses["unimodal"]
         return total, losses  # type: ignore[return-value]
 
 
@@ -94,4 +105,10 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
     attention = None if attention_config is None else \
         ATTENTIONS.build(attention_config, input_names=list(recipe.inputs), hidden_size=hidden)
     weights = {name: float(cfg.weight) for name, cfg in recipe.tasks.items()}
-    return MultimodalModel(encoders, fusion, tasks, weights, dropout=recipe.model.dropout, attention=attention)
+    unimodal_loss = float(getattr(recipe.model, "unimodal_loss", 0.0))
+    unimodal = None
+    if unimodal_loss > 0:  # built last: recipes without it keep their seeded initialisation
+        unimodal = UnimodalHeads({i: {name: TASKS.build(cfg, spec=preprocessing["tasks"][name]["spec"], hidden_size=hidden)
+                                      for name, cfg in recipe.tasks.items()} for i in recipe.inputs})
+    return MultimodalModel(encoders, fusion, tasks, weights, dropout=recipe.model.dropout, attention=attention,
+                           unimodal=unimodal, unimodal_loss=unimodal_loss)

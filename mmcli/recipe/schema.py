@@ -115,6 +115,11 @@ def recipe_model() -> type:
         __base__=Settings,
         hidden_size=(int, Field(64, ge=4)),
         dropout=(float, Field(0.1, ge=0, lt=1)),
+        unimodal_loss=(float, Field(0.0, ge=0, description=(
+            "weight of auxiliary unimodal losses: a head per (input, task) on each encoder's own vector, trained "
+            "with the fused heads on the rows where that input is present (0 = off). Every encoder then learns what "
+            "its input predicts alone, which counters one modality drowning out the others and keeps the fused "
+            "model useful when an input goes missing"))),
         fusion=(fusion, Field(default_factory=lambda: {"type": "concat"}, validate_default=True)),
         attention=(
             Union[_tagged_union(ATTENTIONS.configs(), "type"), None],

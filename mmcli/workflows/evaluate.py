@@ -5,28 +5,53 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mmcli.errors import DataError
 from mmcli.run_lock import run_lock
-from mmcli.runs import METRICS_FILE, atomic_write_json, read_json
+from mmcli.runs import METRICS_FILE, atomic_write_json, atomic_write_jsonl, read_json
+
+
+def external_split_name(manifest: str | Path) -> str:
+    """``external-NAME`` for results on another manifest: NAME is the file's stem, or its folder's
+    name for the usual ``.../NAME/manifest.csv`` (filesystem-safe: it names the robustness files)."""
+    path = Path(manifest)
+    name = path.parent.name if path.stem == "manifest" and path.parent.name else path.stem
+    return "external-" + "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", num_proc: int = 1, quiet: bool = True,
-                 robustness: bool = False, reference: str | Path | None = None) -> dict[str, Any]:
+                 robustness: bool = False, reference: str | Path | None = None,
+                 manifest: str | Path | None = None) -> dict[str, Any]:
     """Metrics on ``split``; with ``robustness``, also each input missing and under noise levels 0..1
     (JSON + PNG in the run directory). ``reference``: a run directory whose robustness report on the
-    same split is the baseline curve for effective robustness."""
+    same split is the baseline curve for effective robustness. ``manifest``: evaluate every row of
+    another labelled manifest instead (an external test set, decoded with the run's processors);
+    its results are stored under ``external-NAME`` (see ``external_split_name``)."""
     from mmcli.evaluation.predictions import evaluate_splits
-    from mmcli.workflows.run_dir import open_run, split_dataset
+    from mmcli.workflows.run_dir import manifest_rows, open_run, split_dataset
 
     run = open_run(run_dir)
-    dataset = split_dataset(run, split, num_proc, quiet)
+    skipped: list[dict] = []
+    if manifest is not None:
+        split = external_split_name(manifest)
+        rows = manifest_rows(run, manifest, split, num_proc, quiet, with_targets=True)
+        dataset, skipped = rows.dataset, rows.records
+        if len(dataset) == 0:
+            raise DataError(f"{manifest}: no row could be decoded ({len(skipped)} skipped)",
+                            hint="see the errors in the run directory's " + f"errors-{split}.jsonl")
+    else:
+        dataset = split_dataset(run, split, num_proc, quiet)
     metrics = evaluate_splits(run.model, run.recipe, {split: dataset}, [split])
     result: dict[str, Any] = {"run_dir": str(run.run_dir), "split": split, "metrics": metrics[split]}
+    if manifest is not None:
+        result |= {"manifest": str(manifest), "skipped": len(skipped)}
     report = _robustness(run, dataset, split, reference) if robustness else None
     with run_lock(run.run_dir, "evaluate"):
         path = run.run_dir / METRICS_FILE
         stored = read_json(path) if path.is_file() else {}
         stored[split] = metrics[split]
         atomic_write_json(path, stored)
+        if skipped:
+            result["errors_file"] = str(atomic_write_jsonl(run.run_dir / f"errors-{split}.jsonl", skipped))
         if report is not None:
             from mmcli.evaluation.robustness import plot_robustness
 
@@ -38,7 +63,6 @@ def evaluate_run(run_dir: str | Path, split: str = "test", num_proc: int = 1, qu
 
 def _robustness(run: Any, dataset: Any, split: str, reference: str | Path | None) -> dict[str, Any]:
     from mmcli.data.loader import split_tensors
-    from mmcli.errors import DataError
     from mmcli.evaluation.robustness import robustness_report
 
     baseline = None

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mmcli.errors import DataError
@@ -35,39 +33,29 @@ def _sample_table(recipe: Any, sample: dict[str, str]) -> tuple[Any, pd.DataFram
 def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample: dict[str, str] | None = None,
                 output: str | Path | None = None, num_proc: int = 1, quiet: bool = True) -> dict[str, Any]:
     from mmcli.data.loader import split_tensors
-    from mmcli.data.manifest import read_manifest, require_columns
-    from mmcli.data.preprocess import prepare_rows
     from mmcli.evaluation.predictions import predict_tensors
-    from mmcli.workflows.run_dir import open_run
+    from mmcli.workflows.run_dir import decode_rows, manifest_rows, open_run
 
     run = open_run(run_dir)
-    recipe = run.recipe
     if manifest is not None:
-        manifest = Path(manifest)
-        table, base_dir, where = read_manifest(manifest), manifest.parent, str(manifest)
-        require_columns(table, {cfg.column: f"inputs.{name}.column" for name, cfg in recipe.inputs.items()}, manifest)
+        rows_in = manifest_rows(run, manifest, PREDICT_SPLIT, num_proc, quiet)
     elif sample:
-        recipe, table = _sample_table(recipe, sample)
-        base_dir, where = Path("/"), "the given sample"
+        recipe, table = _sample_table(run.recipe, sample)
+        ids = [str(i) for i in range(len(table))]
+        rows_in = decode_rows(run, recipe, table, Path("/"), PREDICT_SPLIT, ids, "the given sample", num_proc, quiet)
     else:
         raise DataError("nothing to predict", hint="pass --manifest FILE or at least one of --text/--image/--audio/--video")
-    id_column = recipe.data.id_column
-    ids = table[id_column].astype(str).tolist() if id_column and id_column in table.columns else [str(i) for i in range(len(table))]
-    splits = np.array([PREDICT_SPLIT] * len(table), dtype=object)
-    with tempfile.TemporaryDirectory(prefix="mmcli-predict-") as workdir:
-        prepared = prepare_rows(recipe, table, base_dir, splits, ids, Path(workdir), run.preprocessing, num_proc, quiet, where)
-        kept = np.flatnonzero(prepared.keep)
-        dataset = prepared.dataset.select(kept)
-        tensors = split_tensors(dataset, list(recipe.inputs), [t for t in recipe.tasks if t in dataset.column_names])
+    recipe, dataset, ids, kept = run.recipe, rows_in.dataset, rows_in.ids, rows_in.kept
+    tensors = split_tensors(dataset, list(recipe.inputs), [t for t in recipe.tasks if t in dataset.column_names])
     device = next(run.model.parameters()).device
     predictions = predict_tensors(run.model, tensors, recipe.training.eval_batch_size, device)["predictions"]
     decoded = {task: run.model.tasks[task].decode(value) for task, value in predictions.items()}
     rows = [{"id": ids[row], "row": int(row), **{task: decoded[task][i] for task in decoded}} for i, row in enumerate(kept)]
     output = Path(output) if output else run.run_dir / "predictions.jsonl"
     atomic_write_jsonl(output, rows)
-    if prepared.records:
-        atomic_write_jsonl(output.with_name(output.stem + ".errors.jsonl"), prepared.records)
-    return {"output": str(output), "rows": len(table), "predicted": len(rows), "skipped": len(prepared.records),
+    if rows_in.records:
+        atomic_write_jsonl(output.with_name(output.stem + ".errors.jsonl"), rows_in.records)
+    return {"output": str(output), "rows": len(ids), "predicted": len(rows), "skipped": len(rows_in.records),
             "predictions": rows if sample else rows[:3]}
 
 

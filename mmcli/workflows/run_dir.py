@@ -75,3 +75,47 @@ def _redecode(run: LoadedRun, num_proc: int, quiet: bool) -> dict[str, Any]:
                             str(manifest))
     return {name: prepared.dataset.select(np.flatnonzero(prepared.keep & (splits == name)))
             for name in sorted(set(map(str, splits)))}
+
+
+@dataclass
+class ManifestRows:
+    """Rows of another manifest decoded with a run's processors: ``dataset`` holds the good rows,
+    ``records`` the skipped ones (one error record each), ``ids`` every row's id."""
+
+    dataset: Any
+    records: list[dict]
+    ids: list[str]
+    kept: Any
+
+
+def decode_rows(run: LoadedRun, recipe: Any, table: Any, base_dir: Path, split: str, ids: list[str], where: str,
+                num_proc: int = 1, quiet: bool = True) -> ManifestRows:
+    """Decode ``table`` (every row counts as ``split``) with the run's fitted processors and label
+    encoders; ``recipe`` is the run's own or a copy marking inputs optional."""
+    import numpy as np
+
+    from mmcli.data.preprocess import prepare_rows
+
+    splits = np.array([split] * len(table), dtype=object)
+    workdir = Path(tempfile.mkdtemp(prefix="mmcli-rows-"))  # removed at exit; the dataset memory-maps it
+    atexit.register(shutil.rmtree, workdir, True)
+    prepared = prepare_rows(recipe, table, base_dir, splits, ids, workdir, run.preprocessing, num_proc, quiet, where)
+    kept = np.flatnonzero(prepared.keep)
+    return ManifestRows(prepared.dataset.select(kept), prepared.records, ids, kept)
+
+
+def manifest_rows(run: LoadedRun, manifest: str | Path, split: str, num_proc: int = 1, quiet: bool = True,
+                  with_targets: bool = False) -> ManifestRows:
+    """Every row of another ``manifest`` (its split column is ignored) decoded with the run's
+    processors; with ``with_targets`` the task columns must be there."""
+    from mmcli.data.manifest import read_manifest, require_columns
+
+    recipe, manifest = run.recipe, Path(manifest)
+    table = read_manifest(manifest)
+    needed = {cfg.column: f"inputs.{name}.column" for name, cfg in recipe.inputs.items()}
+    if with_targets:
+        needed |= {cfg.column: f"tasks.{name}.column" for name, cfg in recipe.tasks.items()}
+    require_columns(table, needed, manifest)
+    id_column = recipe.data.id_column
+    ids = table[id_column].astype(str).tolist() if id_column and id_column in table.columns else [str(i) for i in range(len(table))]
+    return decode_rows(run, recipe, table, manifest.parent, split, ids, str(manifest), num_proc, quiet)

@@ -116,6 +116,27 @@ def test_predict_manifest_and_single_sample(small_workspace, small_run):
     assert payload["predicted"] == 1 and "scene" in payload["predictions"][0]
 
 
+def test_evaluate_on_another_manifest(small_workspace, small_run):
+    made = run_cli("datasets", "make", "shapes", "data/extra", "--size", "30", "--seed", "7", cwd=small_workspace)
+    assert made.code == 0, made.stderr[-2000:]
+    manifest = small_workspace / "data" / "extra" / "manifest.csv"
+    result = run_cli("evaluate", str(small_run), "--manifest", str(manifest), "--json", cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    payload = result.json()
+    assert payload["split"] == "external-extra" and payload["skipped"] == 0
+    assert payload["metrics"]["scene"]["count"] == 30  # every row, whatever its split column says
+    stored = json.loads((small_run / "metrics.json").read_text())
+    assert stored["external-extra"] == payload["metrics"] and "test" in stored
+
+    # a broken row: the run's data.on_error (fail) applies, one line naming the manifest and row
+    table = manifest.read_text().splitlines()
+    broken = small_workspace / "data" / "extra" / "broken.csv"
+    broken.write_text("\n".join([table[0], table[1].replace("images/", "images/missing-"), *table[2:]]) + "\n")
+    result = run_cli("evaluate", str(small_run), "--manifest", str(broken), "--json", cwd=small_workspace)
+    assert result.code != 0 and "Traceback" not in result.stderr
+    assert "broken.csv" in result.stderr and "row" in result.stderr, result.stderr[-1000:]
+
+
 def test_encode_writes_pooled_and_fused_embeddings(small_workspace, small_run):
     out = small_workspace / "emb.safetensors"
     result = run_cli("encode", str(small_run), "--split", "test", "-o", str(out), "--json", cwd=small_workspace)
