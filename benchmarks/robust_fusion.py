@@ -20,6 +20,7 @@ Finished runs of an identical resolved recipe are reused. Prints JSON; partial l
 Usage: python benchmarks/robust_fusion.py [--recipe recipes/quickstart.yaml] [--dropout 0.15]
        [--seeds 0,1,2] [--eval-manifest data/shapes-eval/manifest.csv] [--set key=value ...]
        [--fused key=value ...] [--name robust-fused]
+       python benchmarks/robust_fusion.py --table RESULTS.json   (the README's markdown table)
 """
 
 from __future__ import annotations
@@ -170,8 +171,25 @@ def seed_means(result: dict) -> dict:
                        | {"best_single_input": cell["best_single_input"]} for name, cell in result["inputs"].items()}}
 
 
+def markdown_table(result: dict) -> str:
+    """The README's table from a results JSON: per removed input and task, the fused model (missing,
+    corrupted) against both references, with the verdict against the single-modality reference."""
+    lines = ["| input taken away | task | fused, missing | fused, corrupted | best single-modality (input) "
+             "| trained without it | verdict vs single (missing / corrupted) |", "|---|---|---|---|---|---|---|"]
+    for name, cells in result["summary"]["inputs"].items():
+        for task, cell in cells.items():
+            missing, corrupted = cell["fused_missing vs best_single"], cell["fused_corrupted vs best_single"]
+            strict = cell["fused_missing vs trained_without"]
+            picked = "/".join(sorted(set(cell["best_single_inputs"])))
+            lines.append(f"| {name} | {task} | {missing['fused']:.4f} | {corrupted['fused']:.4f} | "
+                         f"{missing['reference']:.4f} ({picked}) | {strict['reference']:.4f} | "
+                         f"{missing['verdict']} / {corrupted['verdict']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--table", default=None, help="print the markdown table of a results JSON and exit")
     parser.add_argument("--recipe", default="recipes/quickstart.yaml")
     parser.add_argument("--dropout", type=float, default=0.15)
     parser.add_argument("--split", default="test", help="split to evaluate on when there is no --eval-manifest")
@@ -182,6 +200,9 @@ def main() -> None:
                                                               "(e.g. model.unimodal_loss=0.5)")
     parser.add_argument("--name", default="robust-fused", help="run name of the fused model (seed appended)")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.table).read_text())))
+        return
     rows = EvaluationRows(args.eval_manifest, args.split)
     seeds = [int(s) for s in args.seeds.split(",")]
     per_seed = [one_seed(args, seed, rows) for seed in seeds]

@@ -70,3 +70,12 @@ def test_not_yaml_or_not_a_mapping(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(RecipeError, match="must be a YAML mapping"):
         load_recipe(str(bad))
+
+
+def test_every_shipped_recipe_validates() -> None:
+    from mmcli.recipe.loader import builtin_recipes_dir, load_recipe
+
+    paths = sorted(builtin_recipes_dir().glob("*.yaml"))
+    assert len(paths) >= 4
+    for path in paths:
+        load_recipe(str(path))  # raises RecipeError naming the key
