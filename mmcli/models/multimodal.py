@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from mmcli.errors import RecipeError
@@ -18,7 +19,8 @@ from mmcli.registries import ATTENTIONS, ENCODERS, FUSIONS, TASKS
 @dataclass
 class ModelOutput:
     """``predictions``: task -> head output (e.g. logits ``[B, C]``, values ``[B]``);
-    ``encoded``: input -> ``EncoderOutput`` (the encoders' own, before any attention block); ``fused``: ``[B, D]``."""
+    ``encoded``: input -> ``EncoderOutput`` (the encoders' own, before any attention block); ``fused``: ``[B, D]``
+    (with per-task fusion, the mean of the tasks' fused vectors)."""
 
     predictions: dict[str, Tensor]
     encoded: dict[str, EncoderOutput]
@@ -55,8 +57,12 @@ class MultimodalModel(nn.Module):
             fused = (vectors * weights.unsqueeze(-1)).sum(dim=1)
         else:
             fused = self.fusion(attended)
-            hidden = self.dropout(fused)
-            predictions = {name: head(hidden) for name, head in self.tasks.items()}
+            if isinstance(fused, dict):  # a fused vector per task (gated fusion with per_task)
+                predictions = {name: head(self.dropout(fused[name])) for name, head in self.tasks.items()}
+                fused = torch.stack(list(fused.values())).mean(dim=0)  # one embedding for `encode`
+            else:
+                hidden = self.dropout(fused)  # one dropout mask shared by the heads
+                predictions = {name: head(hidden) for name, head in self.tasks.items()}
         return ModelOutput(predictions=predictions, encoded=encoded, fused=fused)
 
     def compute_loss(self, output: ModelOutput, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -100,7 +106,8 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
             tasks[name] = LateTaskHeads({i: TASKS.build(cfg, spec=spec, hidden_size=hidden) for i in recipe.inputs})
         else:
             tasks[name] = TASKS.build(cfg, spec=spec, hidden_size=hidden)
-    fusion = FUSIONS.build(recipe.model.fusion, input_names=list(recipe.inputs), hidden_size=hidden)
+    per_task = {"task_names": list(recipe.tasks)} if getattr(recipe.model.fusion, "per_task", False) else {}
+    fusion = FUSIONS.build(recipe.model.fusion, input_names=list(recipe.inputs), hidden_size=hidden, **per_task)
     attention_config = getattr(recipe.model, "attention", None)  # stand-in recipes may not have the key
     attention = None if attention_config is None else \
         ATTENTIONS.build(attention_config, input_names=list(recipe.inputs), hidden_size=hidden)

@@ -7,6 +7,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from pydantic import Field
+
 from mmcli.config import Settings
 from mmcli.models.outputs import EncoderOutput, masked_softmax
 from mmcli.registries import FUSIONS
@@ -14,6 +16,9 @@ from mmcli.registries import FUSIONS
 
 class GatedFusionConfig(Settings):
     type: Literal["gated"] = "gated"
+    per_task: bool = Field(False, description=(
+        "one set of gates per task (multi-gate, as in MMoE): each task mixes the inputs its own way, so a "
+        "task that needs one input is not disturbed by the gates another task needs"))
 
 
 @FUSIONS.register("gated", GatedFusionConfig)
@@ -33,18 +38,29 @@ class GatedFusion(nn.Module):
         ``[B, D]``.
     """
 
-    def __init__(self, config: GatedFusionConfig, input_names: list[str], hidden_size: int) -> None:
+    def __init__(self, config: GatedFusionConfig, input_names: list[str], hidden_size: int,
+                 task_names: list[str] | None = None) -> None:
         super().__init__()
         self.names = sorted(input_names)
         self.transforms = nn.ModuleList(nn.Linear(hidden_size, hidden_size) for _ in self.names)
-        self.gate = nn.Linear(len(self.names) * hidden_size, len(self.names) * hidden_size)
+        width = len(self.names) * hidden_size
+        # per_task: one gate layer per task (state-dict keys gate.TASK.*); else one shared gate (keys gate.*)
+        self.tasks = list(task_names or []) if config.per_task else []
+        self.gate = nn.ModuleDict({t: nn.Linear(width, width) for t in self.tasks}) if self.tasks else nn.Linear(width, width)
 
-    def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor | dict[str, Tensor]:
+        """``[B, D]``, or with ``per_task`` one ``[B, D]`` per task."""
         pooled = [outputs[name].pooled for name in self.names]
         present = torch.stack([outputs[name].present for name in self.names], dim=1)  # [B, M]
         hidden = torch.stack([torch.tanh(t(x)) for t, x in zip(self.transforms, pooled)], dim=1)  # [B, M, D]
         # missing inputs are zeroed in the gate's evidence too, so a missing modality has no influence at all
         evidence = torch.cat([x * p.unsqueeze(-1).to(x.dtype) for x, p in zip(pooled, present.unbind(1))], dim=-1)
-        logits = self.gate(evidence).view(hidden.shape)  # [B, M, D]
+        if self.tasks:
+            return {t: self._mix(self.gate[t](evidence), hidden, present) for t in self.tasks}
+        return self._mix(self.gate(evidence), hidden, present)
+
+    @staticmethod
+    def _mix(logits: Tensor, hidden: Tensor, present: Tensor) -> Tensor:
+        logits = logits.view(hidden.shape)  # [B, M, D]
         gates = masked_softmax(logits.transpose(1, 2), present.unsqueeze(1)).transpose(1, 2)  # softmax over M
         return (gates * hidden).sum(dim=1)
