@@ -8,6 +8,7 @@ a chunk whatever the dataset size.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -59,6 +60,11 @@ _WORKER: RowDecoder | None = None
 def _init_worker(decoder: RowDecoder) -> None:
     global _WORKER
     _WORKER = decoder
+    if "torch" in sys.modules:
+        # A forked child inherits a parent's OpenMP pool state but not its threads: the first
+        # parallel torch op (audio features, resizing) would wait on them forever. One thread
+        # per worker, as torch's own DataLoader workers do (the workers are the parallelism).
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _decode_in_worker(rows: list[dict[str, Any]]) -> dict[str, list]:

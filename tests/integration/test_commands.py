@@ -117,14 +117,17 @@ def test_predict_manifest_and_single_sample(small_workspace, small_run):
 
 
 def test_evaluate_on_another_manifest(small_workspace, small_run):
-    made = run_cli("datasets", "make", "shapes", "data/extra", "--size", "30", "--seed", "7", cwd=small_workspace)
+    # 150 rows: more than one decoding chunk, so two worker processes are forked after the model
+    # (and torch's thread pool) exists in the parent; they used to deadlock there
+    made = run_cli("datasets", "make", "shapes", "data/extra", "--size", "150", "--seed", "7", cwd=small_workspace)
     assert made.code == 0, made.stderr[-2000:]
     manifest = small_workspace / "data" / "extra" / "manifest.csv"
-    result = run_cli("evaluate", str(small_run), "--manifest", str(manifest), "--json", cwd=small_workspace)
+    result = run_cli("evaluate", str(small_run), "--manifest", str(manifest), "--num-proc", "2", "--json",
+                     cwd=small_workspace, timeout=300)
     assert result.code == 0, result.stderr[-2000:]
     payload = result.json()
     assert payload["split"] == "external-extra" and payload["skipped"] == 0
-    assert payload["metrics"]["scene"]["count"] == 30  # every row, whatever its split column says
+    assert payload["metrics"]["scene"]["count"] == 150  # every row, whatever its split column says
     stored = json.loads((small_run / "metrics.json").read_text())
     assert stored["external-extra"] == payload["metrics"] and "test" in stored
 
