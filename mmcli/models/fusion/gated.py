@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
+
+from pydantic import Field
 
 from mmcli.config import Settings
 from mmcli.models.outputs import EncoderOutput, masked_softmax
