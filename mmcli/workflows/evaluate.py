@@ -30,28 +30,27 @@ def evaluate_run(run_dir: str | Path, split: str = "test", num_proc: int = 1, qu
     from mmcli.workflows.run_dir import manifest_rows, open_run, split_dataset
 
     run = open_run(run_dir)
-    skipped: list[dict] = []
     if manifest is not None:
         split = external_split_name(manifest)
         rows = manifest_rows(run, manifest, split, num_proc, quiet, with_targets=True)
         dataset, skipped = rows.dataset, rows.records
+        errors_file = atomic_write_jsonl(run.run_dir / f"errors-{split}.jsonl", skipped) if skipped else None
         if len(dataset) == 0:
-            raise DataError(f"{manifest}: no row could be decoded ({len(skipped)} skipped)",
-                            hint="see the errors in the run directory's " + f"errors-{split}.jsonl")
+            raise DataError(f"{manifest}: no row could be decoded ({len(skipped)} skipped)", hint=f"see {errors_file}")
     else:
         dataset = split_dataset(run, split, num_proc, quiet)
     metrics = evaluate_splits(run.model, run.recipe, {split: dataset}, [split])
     result: dict[str, Any] = {"run_dir": str(run.run_dir), "split": split, "metrics": metrics[split]}
     if manifest is not None:
         result |= {"manifest": str(manifest), "skipped": len(skipped)}
+        if errors_file is not None:
+            result["errors_file"] = str(errors_file)
     report = _robustness(run, dataset, split, reference) if robustness else None
     with run_lock(run.run_dir, "evaluate"):
         path = run.run_dir / METRICS_FILE
         stored = read_json(path) if path.is_file() else {}
         stored[split] = metrics[split]
         atomic_write_json(path, stored)
-        if skipped:
-            result["errors_file"] = str(atomic_write_jsonl(run.run_dir / f"errors-{split}.jsonl", skipped))
         if report is not None:
             from mmcli.evaluation.robustness import plot_robustness
 

@@ -62,19 +62,26 @@ def _redecode(run: LoadedRun, num_proc: int, quiet: bool) -> dict[str, Any]:
     import numpy as np
 
     from mmcli.data.manifest import assign_splits, read_manifest, row_ids
-    from mmcli.data.preprocess import prepare_rows
 
     data = run.recipe.data
     manifest = Path(data.manifest)
     table = read_manifest(manifest)
     splits = assign_splits(table, data.split_column, data.split_ratios, run.recipe.seed)
     ids = row_ids(table, data.id_column, manifest)
-    workdir = Path(tempfile.mkdtemp(prefix="mmcli-redecode-"))  # removed at exit; the datasets memory-map it
-    atexit.register(shutil.rmtree, workdir, True)
-    prepared = prepare_rows(run.recipe, table, manifest.parent, splits, ids, workdir, run.preprocessing, num_proc, quiet,
-                            str(manifest))
+    prepared = _prepare_with_run(run, run.recipe, table, manifest.parent, splits, ids, str(manifest), num_proc, quiet)
     return {name: prepared.dataset.select(np.flatnonzero(prepared.keep & (splits == name)))
             for name in sorted(set(map(str, splits)))}
+
+
+def _prepare_with_run(run: LoadedRun, recipe: Any, table: Any, base_dir: Path, splits: Any, ids: list[str], where: str,
+                      num_proc: int, quiet: bool) -> Any:
+    """``prepare_rows`` with the run's fitted processors (never refit), into a temporary folder that
+    lives until the process exits (the returned dataset memory-maps it)."""
+    from mmcli.data.preprocess import prepare_rows
+
+    workdir = Path(tempfile.mkdtemp(prefix="mmcli-rows-"))
+    atexit.register(shutil.rmtree, workdir, True)
+    return prepare_rows(recipe, table, base_dir, splits, ids, workdir, run.preprocessing, num_proc, quiet, where)
 
 
 @dataclass
@@ -94,12 +101,8 @@ def decode_rows(run: LoadedRun, recipe: Any, table: Any, base_dir: Path, split: 
     encoders; ``recipe`` is the run's own or a copy marking inputs optional."""
     import numpy as np
 
-    from mmcli.data.preprocess import prepare_rows
-
     splits = np.array([split] * len(table), dtype=object)
-    workdir = Path(tempfile.mkdtemp(prefix="mmcli-rows-"))  # removed at exit; the dataset memory-maps it
-    atexit.register(shutil.rmtree, workdir, True)
-    prepared = prepare_rows(recipe, table, base_dir, splits, ids, workdir, run.preprocessing, num_proc, quiet, where)
+    prepared = _prepare_with_run(run, recipe, table, base_dir, splits, ids, where, num_proc, quiet)
     kept = np.flatnonzero(prepared.keep)
     return ManifestRows(prepared.dataset.select(kept), prepared.records, ids, kept)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
-
 from pydantic import Field
+from torch import Tensor, nn
 
 from mmcli.config import Settings
 from mmcli.models.outputs import EncoderOutput, masked_softmax
