@@ -40,7 +40,7 @@ from mmcli.evaluation.predictions import predict_tensors
 from mmcli.evaluation.robustness import corrupt, without
 from mmcli.recipe.loader import load_recipe, recipe_to_yaml, validate_recipe
 from mmcli.registries import TASKS
-from mmcli.runs import METRICS_FILE, RECIPE_FILE
+from mmcli.runs import METRICS_FILE, RECIPE_FILE, TREATED_AS_MISSING
 from mmcli.workflows.finetune import finetune
 from mmcli.workflows.run_dir import manifest_rows, open_run, split_dataset
 
@@ -83,9 +83,13 @@ class EvaluationRows:
         return tensors
 
 
-def row_scores(model, tensors, batch_size) -> dict[str, list[float]]:
-    """Per task, each row's contribution to the main metric (1/0 correct; absolute error)."""
-    predictions = predict_tensors(model, tensors, batch_size, next(model.parameters()).device)["predictions"]
+def row_scores(model, tensors, batch_size, gated: dict | None = None) -> dict[str, list[float]]:
+    """Per task, each row's contribution to the main metric (1/0 correct; absolute error). With a
+    corruption gate, ``gated`` receives the share of rows it treated as missing, per input."""
+    predicted_all = predict_tensors(model, tensors, batch_size, next(model.parameters()).device)
+    predictions = predicted_all["predictions"]
+    if gated is not None and TREATED_AS_MISSING in predicted_all:
+        gated.update({n: round(float(v.float().mean()), 4) for n, v in predicted_all[TREATED_AS_MISSING].items()})
     scores = {}
     for task, head in model.tasks.items():
         predicted, true = head.metric_inputs(predictions[task], tensors[task])
@@ -113,13 +117,15 @@ def one_seed(args: argparse.Namespace, seed: int, rows: EvaluationRows) -> dict:
         others = [f"~inputs.{other}" for other in inputs if other != name]
         single = trained_run(load_recipe(args.recipe, [*common, *others, f"name=robust-only-{name}-seed{seed}"]))
         singles[name] = row_scores(single.model, rows.tensors(single), batch)
-    result = {"clean": row_scores(fused.model, tensors, batch), "inputs": {}}
+    gated_clean: dict = {}
+    result = {"clean": row_scores(fused.model, tensors, batch, gated_clean), "inputs": {}, "gated": {"clean": gated_clean}}
     for name, cfg in fused.recipe.inputs.items():
         spec = fused.preprocessing["inputs"][name]["spec"]
         noisy = corrupt(tensors, name, cfg.modality, spec, 1.0, torch.Generator().manual_seed(seed))
         reduced = trained_run(load_recipe(args.recipe, [*common, f"~inputs.{name}", f"name=robust-without-{name}-seed{seed}"]))
+        gated_noisy: dict = {}
         cell = {"fused_missing": row_scores(fused.model, without(tensors, name), batch),
-                "fused_corrupted": row_scores(fused.model, noisy, batch),
+                "fused_corrupted": row_scores(fused.model, noisy, batch, gated_noisy),
                 "trained_without": row_scores(reduced.model, rows.tensors(reduced), batch),
                 "best_single": {}, "best_single_input": {}}
         for task, head in fused.model.tasks.items():
@@ -127,6 +133,8 @@ def one_seed(args: argparse.Namespace, seed: int, rows: EvaluationRows) -> dict:
             best = pick((other for other in inputs if other != name), key=lambda other: mean(singles[other][task]))
             cell["best_single"][task], cell["best_single_input"][task] = singles[best][task], best
         result["inputs"][name] = cell
+        if gated_noisy:
+            result["gated"][f"{name} corrupted"] = gated_noisy[name]
         print(json.dumps({"seed": seed, "removed": name, **{
             kind: {t: round(mean(v), 4) for t, v in cell[kind].items()} for kind in (*CONDITIONS, *REFERENCES)}}),
             file=sys.stderr, flush=True)
@@ -166,9 +174,10 @@ def summarise(per_seed: list[dict], greater: dict[str, bool]) -> dict:
 
 def seed_means(result: dict) -> dict:
     means = lambda scores: {t: round(mean(v), 4) for t, v in scores.items()}  # noqa: E731
+    gated = {"treated_as_missing": result["gated"]} if result["gated"]["clean"] else {}
     return {"clean": means(result["clean"]),
             "inputs": {name: {kind: means(cell[kind]) for kind in (*CONDITIONS, *REFERENCES)}
-                       | {"best_single_input": cell["best_single_input"]} for name, cell in result["inputs"].items()}}
+                       | {"best_single_input": cell["best_single_input"]} for name, cell in result["inputs"].items()}} | gated
 
 
 def markdown_table(result: dict) -> str:

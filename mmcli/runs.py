@@ -15,6 +15,7 @@ METRICS_FILE = "metrics.json"
 BEST_CHECKPOINT = "checkpoints/best"
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_INFO = "model.json"
+TREATED_AS_MISSING = "treated_as_missing"  # metrics key per split: input -> rows the corruption gate hid
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

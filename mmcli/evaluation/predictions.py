@@ -7,16 +7,19 @@ from typing import Any
 import torch
 
 from mmcli.data.loader import iterate_batches
+from mmcli.runs import TREATED_AS_MISSING
 
 
 @torch.no_grad()
 def predict_tensors(model: Any, tensors: dict[str, torch.Tensor], batch_size: int, device: torch.device,
                     keep: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Concatenated predictions per task (and any ``keep`` outputs: "encoded", "fused"), plus loss."""
+    """Concatenated predictions per task (and any ``keep`` outputs: "encoded", "fused"), plus loss and, for
+    a model with a corruption gate, ``treated_as_missing``: input -> ``[N]`` bool (rows judged corrupted)."""
     model.eval()
     predictions: dict[str, list[torch.Tensor]] = {}
     pooled: dict[str, list[torch.Tensor]] = {}
     fused: list[torch.Tensor] = []
+    gated: dict[str, list[torch.Tensor]] = {}
     total_loss, rows = 0.0, 0
     for batch in iterate_batches(tensors, batch_size):
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -32,12 +35,16 @@ def predict_tensors(model: Any, tensors: dict[str, torch.Tensor], batch_size: in
                 pooled.setdefault(name, []).append(encoded.pooled.float().cpu())
         if "fused" in keep:
             fused.append(output.fused.float().cpu())
+        for name, rows_gated in output.gated.items():
+            gated.setdefault(name, []).append(rows_gated.cpu())
     result: dict[str, Any] = {"predictions": {t: torch.cat(v) for t, v in predictions.items()}}
     result["loss"] = total_loss / rows if rows else None
     if "encoded" in keep:
         result["encoded"] = {n: torch.cat(v) for n, v in pooled.items()}
     if "fused" in keep:
         result["fused"] = torch.cat(fused)
+    if gated:
+        result[TREATED_AS_MISSING] = {n: torch.cat(v) for n, v in gated.items()}
     return result
 
 
@@ -72,4 +79,6 @@ def evaluate_splits(model: Any, recipe: Any, datasets: Any, splits: list[str]) -
         results[split] = task_metrics(model, evaluated["predictions"], tensors)
         results[split]["loss"] = evaluated["loss"]
         results[split]["rows"] = len(tensors["__row__"])
+        if TREATED_AS_MISSING in evaluated:  # the corruption gate's verdicts: never silent
+            results[split][TREATED_AS_MISSING] = {n: int(v.sum()) for n, v in evaluated[TREATED_AS_MISSING].items()}
     return results

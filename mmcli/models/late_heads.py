@@ -34,6 +34,9 @@ class LateTaskHeads(nn.Module):
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         return self._first().loss(prediction, target)
 
+    def row_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        return self._first().row_loss(prediction, target)
+
     def decode(self, prediction: Tensor) -> list[dict]:
         return self._first().decode(prediction)
 

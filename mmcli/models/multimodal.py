@@ -3,13 +3,14 @@ one head per task."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from mmcli.errors import RecipeError
+from mmcli.models.corruption_gate import CorruptionGate, evaluation_mode
 from mmcli.models.late_heads import LateTaskHeads
 from mmcli.models.outputs import EncoderOutput
 from mmcli.models.unimodal_heads import UnimodalHeads
@@ -19,12 +20,19 @@ from mmcli.registries import ATTENTIONS, ENCODERS, FUSIONS, TASKS
 @dataclass
 class ModelOutput:
     """``predictions``: task -> head output (e.g. logits ``[B, C]``, values ``[B]``);
-    ``encoded``: input -> ``EncoderOutput`` (the encoders' own, before any attention block); ``fused``: ``[B, D]``
-    (with per-task fusion, the mean of the tasks' fused vectors)."""
+    ``encoded``: input -> ``EncoderOutput`` (the encoders' own, after the corruption gate if any, before any
+    attention block); ``fused``: ``[B, D]`` (with per-task fusion, the mean of the tasks' fused vectors);
+    ``gated``: input -> ``[B]`` bool, rows the corruption gate treated as missing (inference with a gate);
+    ``corruption_logits`` / ``corruption_targets``: input -> detector logits and targets over clean rows and
+    corrupted copies (training with a gate); ``present``: input -> ``[B]`` bool, present before any gate."""
 
     predictions: dict[str, Tensor]
     encoded: dict[str, EncoderOutput]
     fused: Tensor
+    gated: dict[str, Tensor] = field(default_factory=dict)
+    corruption_logits: dict[str, Tensor] = field(default_factory=dict)
+    corruption_targets: dict[str, Tensor] = field(default_factory=dict)
+    present: dict[str, Tensor] = field(default_factory=dict)
 
 
 class MultimodalModel(nn.Module):
@@ -36,7 +44,8 @@ class MultimodalModel(nn.Module):
 
     def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, tasks: dict[str, nn.Module],
                  weights: dict[str, float], dropout: float = 0.1, attention: nn.Module | None = None,
-                 unimodal: UnimodalHeads | None = None, unimodal_loss: float = 0.0) -> None:
+                 unimodal: UnimodalHeads | None = None, unimodal_loss: float = 0.0,
+                 corruption_gate: CorruptionGate | None = None) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.attention = attention  # None: no parameters, no state-dict keys (older checkpoints load unchanged)
@@ -46,9 +55,25 @@ class MultimodalModel(nn.Module):
         self.weights = dict(weights)
         self.unimodal = unimodal  # None: no state-dict keys, so checkpoints without it load unchanged
         self.unimodal_loss = unimodal_loss
+        self.corruption_gate = corruption_gate  # None: no state-dict keys
 
     def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
         encoded = {name: encoder(batch[name], batch[f"{name}_mask"]) for name, encoder in self.encoders.items()}
+        gate = self.corruption_gate
+        present = {name: output.present for name, output in encoded.items()}
+        gated: dict[str, Tensor] = {}
+        logits: dict[str, Tensor] = {}
+        targets: dict[str, Tensor] = {}
+        if gate is not None and self.training:
+            logits, targets = gate.training_logits(self.encoders, batch, encoded, self._row_losses)
+        elif gate is not None:
+            encoded, gated = gate.judge(encoded, {name: encoder.missing for name, encoder in self.encoders.items()})
+        predictions, fused = self._predict(encoded)
+        return ModelOutput(predictions=predictions, encoded=encoded, fused=fused, gated=gated,
+                           corruption_logits=logits, corruption_targets=targets, present=present)
+
+    def _predict(self, encoded: dict[str, EncoderOutput]) -> tuple[dict[str, Tensor], Tensor]:
+        """Attention block, fusion and heads: ``(predictions, fused)``."""
         attended = encoded if self.attention is None else self.attention(encoded)
         if getattr(self.fusion, "combines_predictions", False):
             vectors, weights = self.fusion.per_modality(attended)  # late fusion: heads per modality
@@ -63,7 +88,16 @@ class MultimodalModel(nn.Module):
             else:
                 hidden = self.dropout(fused)  # one dropout mask shared by the heads
                 predictions = {name: head(hidden) for name, head in self.tasks.items()}
-        return ModelOutput(predictions=predictions, encoded=encoded, fused=fused)
+        return predictions, fused
+
+    @torch.no_grad()
+    def _row_losses(self, encoded: dict[str, EncoderOutput], batch: dict[str, Tensor], rows: Tensor) -> Tensor:
+        """``[R]``: the weighted task loss of each row, predicted from ``encoded`` (rows ``rows`` of
+        ``batch``) as at inference (evaluation mode, no gradient)."""
+        with evaluation_mode(self):
+            predictions, _ = self._predict(encoded)
+        return sum(self.weights[name] * head.row_loss(predictions[name], batch[name].index_select(0, rows))
+                   for name, head in self.tasks.items())
 
     def compute_loss(self, output: ModelOutput, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """``(sum_t weight_t * loss_t, {task: loss_t})``; each task loss skips rows without its label.
@@ -76,6 +110,11 @@ class MultimodalModel(nn.Module):
         if self.unimodal is not None and self.training:
             losses["unimodal"] = self.unimodal.loss(output.encoded, batch, self.weights)
             total = total + self.unimodal_loss * losses["unimodal"]
+        detector_loss = self.corruption_gate.loss(output.corruption_logits, output.corruption_targets) \
+            if self.corruption_gate is not None and self.training else None
+        if detector_loss is not None:  # the detectors' gradients stop at their own weights
+            losses["corruption"] = detector_loss
+            total = total + detector_loss
         return total, losses  # type: ignore[return-value]
 
 
@@ -117,5 +156,10 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
     if unimodal_loss > 0:  # built last: recipes without it keep their seeded initialisation
         unimodal = UnimodalHeads({i: {name: TASKS.build(cfg, spec=preprocessing["tasks"][name]["spec"], hidden_size=hidden)
                                       for name, cfg in recipe.tasks.items()} for i in recipe.inputs})
+    gate_config = getattr(recipe.model, "corruption_gate", None)
+    gate = None  # built after everything else, for the same reason as the unimodal heads
+    if gate_config is not None:
+        gate = CorruptionGate(list(recipe.inputs), hidden, threshold=gate_config.threshold, rate=gate_config.rate,
+                              min_level=gate_config.min_level, margin=gate_config.margin)
     return MultimodalModel(encoders, fusion, tasks, weights, dropout=recipe.model.dropout, attention=attention,
-                           unimodal=unimodal, unimodal_loss=unimodal_loss)
+                           unimodal=unimodal, unimodal_loss=unimodal_loss, corruption_gate=gate)

@@ -64,6 +64,17 @@ class TrainingSettings(Settings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class CorruptionGateSettings(Settings):
+    rate: float = Field(0.25, gt=0, lt=1, description="share of training rows of each input copied and corrupted to "
+                        "train its detector (the copies never reach the task heads)")
+    min_level: float = Field(0.0, ge=0, le=1, description="training corruption levels are drawn from [min_level, 1] "
+                             "(the noise model of evaluate --robustness)")
+    margin: float = Field(0.1, ge=0, lt=1, description="a row's target is 'treat as missing' when the fused model's "
+                          "loss without the input is at least this fraction lower than with it")
+    threshold: float = Field(0.5, gt=0, lt=1, description="at inference, an input whose detector gives a probability "
+                             "above this is treated as missing")
+
+
 class ExpectedMetric(Settings):
     split: str = "test"
     task: str
@@ -120,6 +131,11 @@ def recipe_model() -> type:
             "with the fused heads on the rows where that input is present (0 = off). Every encoder then learns what "
             "its input predicts alone, which counters one modality drowning out the others and keeps the fused "
             "model useful when an input goes missing"))),
+        corruption_gate=(
+            Union[CorruptionGateSettings, None],
+            Field(None, description="a detector per input, trained on corrupted copies of training rows, that makes "
+                                    "the model treat an input it judges corrupted as missing (default: none)"),
+        ),
         fusion=(fusion, Field(default_factory=lambda: {"type": "concat"}, validate_default=True)),
         attention=(
             Union[_tagged_union(ATTENTIONS.configs(), "type"), None],

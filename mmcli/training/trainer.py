@@ -18,6 +18,7 @@ from mmcli.progress import TrainingProgress
 from mmcli.recipe.schema import COMBINED_LOSS
 from mmcli.runs import BEST_CHECKPOINT, atomic_write_jsonl
 from mmcli.training.modality_dropout import drop_modalities
+from mmcli.models.corruption_gate import add_corrupted_copies
 from mmcli.training.modality_noise import corrupt_modalities
 from mmcli.training.checkpoint import load_weights, save_checkpoint
 from mmcli.training.seeding import epoch_generator, seed_everything
@@ -139,10 +140,11 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
 
 
 def _noise_inputs(recipe: Any, preprocessing: dict | None) -> dict[str, tuple[str, dict]]:
-    if not recipe.training.modality_noise:
+    if not recipe.training.modality_noise and getattr(recipe.model, "corruption_gate", None) is None:
         return {}
     if preprocessing is None:
-        raise ValueError("training.modality_noise needs the preprocessing specs (the noise scale of each input)")
+        raise ValueError("training.modality_noise and model.corruption_gate need the preprocessing specs "
+                         "(the noise scale of each input)")
     return {name: (cfg.modality, preprocessing["inputs"][name]["spec"]) for name, cfg in recipe.inputs.items()}
 
 
@@ -151,7 +153,10 @@ def _train_step(batch: dict, model: Any, unwrapped: Any, optimizer: Any, schedul
     """One optimizer step; False when the batch was skipped for a non-finite loss (on_nan=skip_batch)."""
     batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
     batch = drop_modalities(batch, list(unwrapped.encoders), cfg.modality_dropout)
-    batch = corrupt_modalities(batch, noise_inputs, cfg.modality_noise)
+    gate = unwrapped.corruption_gate
+    if gate is not None:
+        batch = add_corrupted_copies(batch, noise_inputs, gate.rate, gate.min_level)
+    batch = corrupt_modalities(batch, noise_inputs if cfg.modality_noise else {}, cfg.modality_noise)
     with accelerator.autocast():
         output = model(batch)
         loss, per_task = unwrapped.compute_loss(output, batch)

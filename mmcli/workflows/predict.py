@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from mmcli.errors import DataError
-from mmcli.runs import atomic_write_jsonl
+from mmcli.runs import TREATED_AS_MISSING, atomic_write_jsonl
 
 PREDICT_SPLIT = "predict"
 
@@ -48,9 +48,12 @@ def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample:
     recipe, dataset, ids, kept = run.recipe, rows_in.dataset, rows_in.ids, rows_in.kept
     tensors = split_tensors(dataset, list(recipe.inputs), [t for t in recipe.tasks if t in dataset.column_names])
     device = next(run.model.parameters()).device
-    predictions = predict_tensors(run.model, tensors, recipe.training.eval_batch_size, device)["predictions"]
-    decoded = {task: run.model.tasks[task].decode(value) for task, value in predictions.items()}
+    predicted = predict_tensors(run.model, tensors, recipe.training.eval_batch_size, device)
+    decoded = {task: run.model.tasks[task].decode(value) for task, value in predicted["predictions"].items()}
     rows = [{"id": ids[row], "row": int(row), **{task: decoded[task][i] for task in decoded}} for i, row in enumerate(kept)]
+    gated = predicted.get(TREATED_AS_MISSING, {})
+    for i, row in enumerate(rows if gated else []):  # the corruption gate's verdict is part of the prediction
+        row[TREATED_AS_MISSING] = [name for name, flags in gated.items() if bool(flags[i])]
     output = Path(output) if output else run.run_dir / "predictions.jsonl"
     atomic_write_jsonl(output, rows)
     if rows_in.records:

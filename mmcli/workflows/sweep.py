@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from mmcli.errors import RecipeError
+from mmcli.runs import TREATED_AS_MISSING
 
 
 def split_values(text: str) -> list[str]:
@@ -114,5 +115,6 @@ def _main_metrics(rows: list[dict[str, Any]]) -> dict[str, str]:
     for row in rows:
         if row.get("ok"):
             for split_metrics in row["metrics"].values():
-                return {task: next(iter(m)) for task, m in split_metrics.items() if isinstance(m, dict) and m}
+                return {task: next(iter(m)) for task, m in split_metrics.items()
+                        if isinstance(m, dict) and m and task != TREATED_AS_MISSING}
     return {}

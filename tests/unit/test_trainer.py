@@ -11,6 +11,7 @@ from mmcli.data.synthetic import make_dataset
 from mmcli.errors import RuntimeFailure
 from mmcli.models.multimodal import build_model
 from mmcli.recipe.loader import load_recipe
+from mmcli.recipe.schema import CorruptionGateSettings
 from mmcli.training.seeding import seed_everything
 from mmcli.training.trainer import train
 
@@ -84,3 +85,17 @@ def test_monitor_loss_keeps_the_epoch_with_the_lowest_weighted_validation_loss(p
     losses = [record["validation_loss"] for record in result.history]
     assert result.monitor == "validation.loss"
     assert result.best_score == min(losses) and result.best_epoch == losses.index(min(losses)) + 1
+
+
+def test_corruption_gate_trains_its_detectors_and_needs_the_specs(prepared, tmp_path):
+    recipe, data = prepared
+    gated = recipe.model_copy(update={"model": recipe.model.model_copy(update={"corruption_gate": CorruptionGateSettings()})})
+    with pytest.raises(ValueError, match="corruption_gate"):
+        train(gated, build_model(gated, data.preprocessing), data.load(), tmp_path, show_progress=False)
+    seed_everything(gated.seed)
+    model = build_model(gated, data.preprocessing)
+    before = {k: v.clone() for k, v in model.corruption_gate.state_dict().items()}
+    result = train(gated, model, data.load(), tmp_path / "gated", show_progress=False, preprocessing=data.preprocessing)
+    assert result.steps > 0 and all(r["train_loss"] == r["train_loss"] for r in result.history)
+    after = model.corruption_gate.state_dict()
+    assert any(not (after[k] == v).all() for k, v in before.items())  # the detectors learnt

@@ -45,6 +45,13 @@ class ClassificationTask(nn.Module):
         return F.cross_entropy(prediction[labelled].float(), target[labelled].long(),
                                label_smoothing=self.label_smoothing)
 
+    def row_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy per row ``[B]``, 0 where there is no label."""
+        labelled = target != IGNORE
+        losses = F.cross_entropy(prediction.float(), target.long().clamp(min=0), reduction="none",
+                                 label_smoothing=self.label_smoothing)
+        return losses * labelled
+
     @torch.no_grad()
     def decode(self, prediction: Tensor) -> list[dict[str, Any]]:
         """``logits [B, C]`` -> per row ``{"label": name, "probabilities": {name: p}}``."""

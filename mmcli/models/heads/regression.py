@@ -41,6 +41,11 @@ class RegressionTask(nn.Module):
             return zero_loss(prediction)
         return F.mse_loss(prediction[labelled].float(), target[labelled].float())
 
+    def row_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """Squared error per row in standardised units ``[B]``, 0 where there is no label."""
+        labelled = ~torch.isnan(target)
+        return (prediction.float() - torch.nan_to_num(target.float())).square() * labelled
+
     def _original(self, values: Tensor) -> list[float]:
         return (values.float() * self.std + self.mean).cpu().tolist()
 

@@ -1,0 +1,150 @@
+"""Corruption gate: a detector per input that judges, row by row, whether the fused model would do
+better treating the input as missing, so that a destroyed input is dropped instead of trusted.
+
+Modality dropout teaches the fused model what to do when an input is absent; an input that is
+present but destroyed (a dead camera, a saturated microphone) still looks present, and the model
+reads its noise as evidence. Training the task heads on noise (``training.modality_noise``) costs
+clean accuracy; the gate does not touch them. While training, a share of rows of each input are
+copied and corrupted (the noise model of ``evaluate --robustness``, levels in ``[min_level, 1]``).
+The originals and the copies go through the input's encoder as at inference (evaluation mode, no
+gradient), and the fused model scores each of them twice, with the input and with it missing. The
+target is the model's own verdict: 1 where its loss without the input is at least ``margin`` lower.
+So the detector learns *useful vs useless*, not *noisy vs clean*: noise the model sees through (a
+tone under loud noise still has its pitch) is kept, noise that misleads it is dropped. The copies
+never reach the task loss, BatchNorm statistics or the encoders' weights: the model trains exactly
+as without the gate (only the random draws differ), and the detector is a probe on its features.
+
+At inference an input whose detector probability exceeds ``threshold`` becomes missing for that
+row; such rows are reported (``ModelOutput.gated``, ``treated_as_missing`` in metrics and
+predictions). The detector only knows the corruption it was trained on; other damage (blur,
+occlusion, a swapped file) is not detected unless it looks like that to the encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from mmcli.data.corruption import corrupt_rows
+from mmcli.models.outputs import EncoderOutput
+
+COPY_SUFFIX = "_corrupted_copy"  # batch keys (training): corrupted copies of some rows, and their "_mask"
+ROWS_SUFFIX = "_corrupted_rows"  # batch key (training): the index of the rows the copies were made from
+
+
+class CorruptionGate(nn.Module):
+    """``detectors[input]``: ``pooled [B, D] -> logit [B]`` (positive: better treated as missing)."""
+
+    def __init__(self, input_names: list[str], hidden_size: int, threshold: float = 0.5, rate: float = 0.1,
+                 min_level: float = 0.0, margin: float = 0.1) -> None:
+        super().__init__()
+        self.detectors = nn.ModuleDict({
+            name: nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, 1))
+            for name in input_names
+        })
+        self.threshold, self.margin = threshold, margin
+        self.rate, self.min_level = rate, min_level  # for the trainer
+
+    def judge(self, encoded: dict[str, EncoderOutput], missing: dict[str, Tensor]
+              ) -> tuple[dict[str, EncoderOutput], dict[str, Tensor]]:
+        """Inference: ``(outputs, flagged)``, where rows judged corrupted have become missing (mask
+        cleared, tokens zeroed, pooled = the encoder's learned ``missing`` vector)."""
+        gated, flagged = {}, {}
+        for name, output in encoded.items():
+            logit = self.detectors[name](output.pooled).squeeze(-1)
+            rows = (torch.sigmoid(logit) > self.threshold) & output.present
+            flagged[name] = rows
+            gated[name] = _as_missing(output, rows, missing[name]) if rows.any() else output
+        return gated, flagged
+
+    def training_logits(self, encoders: nn.ModuleDict, batch: dict[str, Tensor], encoded: dict[str, EncoderOutput],
+                        row_losses: Callable[[dict[str, EncoderOutput], dict[str, Tensor], Tensor], Tensor]
+                        ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Training: ``(logits, targets)`` per input over the rows copied and their corrupted copies,
+        each encoded as at inference. The target is the fused model's own verdict: 1 where its loss on
+        the row is lower with the input treated as missing than with the input as it is."""
+        logits, targets = {}, {}
+        for name, detector in self.detectors.items():
+            if name + COPY_SUFFIX not in batch:
+                continue
+            rows = batch[name + ROWS_SUFFIX]
+            both = torch.cat([rows, rows])  # originals, then their copies
+            x = torch.cat([batch[name].index_select(0, rows), batch[name + COPY_SUFFIX]])
+            mask = torch.cat([batch[f"{name}_mask"].index_select(0, rows), batch[name + COPY_SUFFIX + "_mask"]])
+            with torch.no_grad(), evaluation_mode(encoders[name]):
+                output = encoders[name](x, mask)
+            # one pass scores every row twice: with the input as it is, then with it missing
+            twice = torch.cat([both, both])
+            others = {other: _rows(out, twice) for other, out in encoded.items() if other != name}
+            absent = _as_missing(output, torch.ones_like(output.present), encoders[name].missing.detach())
+            losses = row_losses({**others, name: _concat(output, absent)}, batch, twice)
+            with_input, without = losses.chunk(2)
+            better_without = without < (1 - self.margin) * with_input
+            present = output.present
+            logits[name] = detector(output.pooled[present]).squeeze(-1)
+            targets[name] = better_without[present].to(logits[name].dtype)
+        return logits, targets
+
+    @staticmethod
+    def loss(logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
+        """Mean over inputs of the detector's binary cross-entropy."""
+        terms = [F.binary_cross_entropy_with_logits(logits[name], targets[name]) for name in logits if len(logits[name])]
+        return torch.stack(terms).mean() if terms else None
+
+
+def _rows(output: EncoderOutput, rows: Tensor) -> EncoderOutput:
+    """Rows ``rows`` of an encoder output, detached (a view for deciding, not for learning)."""
+    return EncoderOutput(tokens=output.tokens.detach().index_select(0, rows),
+                         mask=output.mask.index_select(0, rows), pooled=output.pooled.detach().index_select(0, rows))
+
+
+def _concat(first: EncoderOutput, second: EncoderOutput) -> EncoderOutput:
+    return EncoderOutput(tokens=torch.cat([first.tokens, second.tokens]), mask=torch.cat([first.mask, second.mask]),
+                         pooled=torch.cat([first.pooled, second.pooled]))
+
+
+def _as_missing(output: EncoderOutput, rows: Tensor, missing: Tensor) -> EncoderOutput:
+    keep = ~rows
+    mask = output.mask & keep.unsqueeze(1)
+    tokens = output.tokens * keep.view(-1, 1, 1).to(output.tokens.dtype)
+    pooled = torch.where(rows.unsqueeze(1), missing.to(output.pooled.dtype).expand_as(output.pooled), output.pooled)
+    return EncoderOutput(tokens=tokens, mask=mask, pooled=pooled)
+
+
+@contextmanager
+def evaluation_mode(module: nn.Module) -> Iterator[None]:
+    """``module`` and its children in evaluation mode for the block, then as they were."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def add_corrupted_copies(batch: dict[str, Tensor], inputs: dict[str, tuple[str, dict]], rate: float,
+                         min_level: float) -> dict[str, Tensor]:
+    """Add, for each input (``name -> (modality, spec)``), corrupted copies of a random ``rate`` of the
+    rows where it is present, at levels drawn uniformly from ``[min_level, 1]``, under ``name +
+    "_corrupted_copy"`` (and ``"..._mask"``, and the rows' index under ``"_corrupted_rows"``); the
+    batch's own rows are not changed. Uses the global
+    torch RNG, which checkpoints save, so resumed runs draw the same copies."""
+    out = dict(batch)
+    for name, (modality, spec) in inputs.items():
+        mask = batch[f"{name}_mask"]
+        present = mask.flatten(1).any(dim=1).cpu()
+        chosen = (torch.rand(len(present)) < rate) & present
+        if not chosen.any():
+            continue
+        index = chosen.nonzero().squeeze(1).to(mask.device)
+        rows = {name: batch[name].index_select(0, index), f"{name}_mask": mask.index_select(0, index)}
+        levels = min_level + (1 - min_level) * torch.rand(len(index))
+        corrupted = corrupt_rows(rows, name, modality, spec, levels)
+        out[name + COPY_SUFFIX], out[name + COPY_SUFFIX + "_mask"] = corrupted[name], corrupted[f"{name}_mask"]
+        out[name + ROWS_SUFFIX] = index
+    return out
