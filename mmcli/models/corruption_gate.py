@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mmcli.data.corruption import corrupt_rows
-from mmcli.models.outputs import EncoderOutput
+from mmcli.models.outputs import EncoderOutput, finish
 
 COPY_SUFFIX = "_corrupted_copy"  # batch keys (training): corrupted copies of some rows, and their "_mask"
 ROWS_SUFFIX = "_corrupted_rows"  # batch key (training): the index of the rows the copies were made from
@@ -39,7 +39,7 @@ ROWS_SUFFIX = "_corrupted_rows"  # batch key (training): the index of the rows t
 class CorruptionGate(nn.Module):
     """``detectors[input]``: ``pooled [B, D] -> logit [B]`` (positive: better treated as missing)."""
 
-    def __init__(self, input_names: list[str], hidden_size: int, threshold: float = 0.5, rate: float = 0.1,
+    def __init__(self, input_names: list[str], hidden_size: int, threshold: float = 0.5, rate: float = 0.25,
                  min_level: float = 0.0, margin: float = 0.1) -> None:
         super().__init__()
         self.detectors = nn.ModuleDict({
@@ -90,8 +90,8 @@ class CorruptionGate(nn.Module):
         return logits, targets
 
     @staticmethod
-    def loss(logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
-        """Mean over inputs of the detector's binary cross-entropy."""
+    def loss(logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor | None:
+        """Mean over inputs of the detector's binary cross-entropy (None: no copy in the batch)."""
         terms = [F.binary_cross_entropy_with_logits(logits[name], targets[name]) for name in logits if len(logits[name])]
         return torch.stack(terms).mean() if terms else None
 
@@ -108,11 +108,8 @@ def _concat(first: EncoderOutput, second: EncoderOutput) -> EncoderOutput:
 
 
 def _as_missing(output: EncoderOutput, rows: Tensor, missing: Tensor) -> EncoderOutput:
-    keep = ~rows
-    mask = output.mask & keep.unsqueeze(1)
-    tokens = output.tokens * keep.view(-1, 1, 1).to(output.tokens.dtype)
-    pooled = torch.where(rows.unsqueeze(1), missing.to(output.pooled.dtype).expand_as(output.pooled), output.pooled)
-    return EncoderOutput(tokens=tokens, mask=mask, pooled=pooled)
+    """The encoders' own treatment of a row without data, applied to ``rows``."""
+    return finish(output.tokens, output.mask & ~rows.unsqueeze(1), output.pooled, missing)
 
 
 @contextmanager

@@ -14,11 +14,11 @@ import torch
 from mmcli.data.loader import batches_per_epoch, iterate_batches, split_tensors
 from mmcli.errors import DataError, RuntimeFailure
 from mmcli.evaluation.predictions import predict_tensors, task_metrics
+from mmcli.models.corruption_gate import add_corrupted_copies
 from mmcli.progress import TrainingProgress
 from mmcli.recipe.schema import COMBINED_LOSS
 from mmcli.runs import BEST_CHECKPOINT, atomic_write_jsonl
 from mmcli.training.modality_dropout import drop_modalities
-from mmcli.models.corruption_gate import add_corrupted_copies
 from mmcli.training.modality_noise import corrupt_modalities
 from mmcli.training.checkpoint import load_weights, save_checkpoint
 from mmcli.training.seeding import epoch_generator, seed_everything
@@ -156,7 +156,7 @@ def _train_step(batch: dict, model: Any, unwrapped: Any, optimizer: Any, schedul
     gate = unwrapped.corruption_gate
     if gate is not None:
         batch = add_corrupted_copies(batch, noise_inputs, gate.rate, gate.min_level)
-    batch = corrupt_modalities(batch, noise_inputs if cfg.modality_noise else {}, cfg.modality_noise)
+    batch = corrupt_modalities(batch, noise_inputs, cfg.modality_noise)
     with accelerator.autocast():
         output = model(batch)
         loss, per_task = unwrapped.compute_loss(output, batch)

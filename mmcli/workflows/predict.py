@@ -51,9 +51,10 @@ def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample:
     predicted = predict_tensors(run.model, tensors, recipe.training.eval_batch_size, device)
     decoded = {task: run.model.tasks[task].decode(value) for task, value in predicted["predictions"].items()}
     rows = [{"id": ids[row], "row": int(row), **{task: decoded[task][i] for task in decoded}} for i, row in enumerate(kept)]
-    gated = predicted.get(TREATED_AS_MISSING, {})
-    for i, row in enumerate(rows if gated else []):  # the corruption gate's verdict is part of the prediction
-        row[TREATED_AS_MISSING] = [name for name, flags in gated.items() if bool(flags[i])]
+    if TREATED_AS_MISSING in predicted:  # the corruption gate's verdict is part of the prediction
+        gated = predicted[TREATED_AS_MISSING]
+        for i, row in enumerate(rows):
+            row[TREATED_AS_MISSING] = [name for name, flags in gated.items() if bool(flags[i])]
     output = Path(output) if output else run.run_dir / "predictions.jsonl"
     atomic_write_jsonl(output, rows)
     if rows_in.records:
