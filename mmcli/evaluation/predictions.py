@@ -7,19 +7,21 @@ from typing import Any
 import torch
 
 from mmcli.data.loader import iterate_batches
-from mmcli.runs import TREATED_AS_MISSING
+from mmcli.runs import ANSWERED_BY_PRIOR, TREATED_AS_MISSING
 
 
 @torch.no_grad()
 def predict_tensors(model: Any, tensors: dict[str, torch.Tensor], batch_size: int, device: torch.device,
                     keep: tuple[str, ...] = ()) -> dict[str, Any]:
     """Concatenated predictions per task (and any ``keep`` outputs: "encoded", "fused"), plus loss and, for
-    a model with a corruption gate, ``treated_as_missing``: input -> ``[N]`` bool (rows judged corrupted)."""
+    a model with a corruption gate, ``treated_as_missing``: input -> ``[N]`` bool (rows judged corrupted), and
+    for one with a prior fallback, ``answered_by_prior``: task -> ``[N]`` bool."""
     model.eval()
     predictions: dict[str, list[torch.Tensor]] = {}
     pooled: dict[str, list[torch.Tensor]] = {}
     fused: list[torch.Tensor] = []
     gated: dict[str, list[torch.Tensor]] = {}
+    answered: dict[str, list[torch.Tensor]] = {}
     total_loss, rows = 0.0, 0
     for batch in iterate_batches(tensors, batch_size):
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -37,6 +39,8 @@ def predict_tensors(model: Any, tensors: dict[str, torch.Tensor], batch_size: in
             fused.append(output.fused.float().cpu())
         for name, rows_gated in output.gated.items():
             gated.setdefault(name, []).append(rows_gated.cpu())
+        for task, rows_answered in output.answered_by_prior.items():
+            answered.setdefault(task, []).append(rows_answered.cpu())
     result: dict[str, Any] = {"predictions": {t: torch.cat(v) for t, v in predictions.items()}}
     result["loss"] = total_loss / rows if rows else None
     if "encoded" in keep:
@@ -45,6 +49,8 @@ def predict_tensors(model: Any, tensors: dict[str, torch.Tensor], batch_size: in
         result["fused"] = torch.cat(fused)
     if gated:
         result[TREATED_AS_MISSING] = {n: torch.cat(v) for n, v in gated.items()}
+    if answered:
+        result[ANSWERED_BY_PRIOR] = {t: torch.cat(v) for t, v in answered.items()}
     return result
 
 
@@ -81,4 +87,6 @@ def evaluate_splits(model: Any, recipe: Any, datasets: Any, splits: list[str]) -
         results[split]["rows"] = len(tensors["__row__"])
         if TREATED_AS_MISSING in evaluated:  # the corruption gate's verdicts: never silent
             results[split][TREATED_AS_MISSING] = {n: int(v.sum()) for n, v in evaluated[TREATED_AS_MISSING].items()}
+        if ANSWERED_BY_PRIOR in evaluated:
+            results[split][ANSWERED_BY_PRIOR] = {t: int(v.sum()) for t, v in evaluated[ANSWERED_BY_PRIOR].items()}
     return results

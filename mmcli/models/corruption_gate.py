@@ -8,14 +8,20 @@ clean accuracy; the gate does not touch them. While training, a share of rows of
 copied and corrupted (the noise model of ``evaluate --robustness``, levels in ``[min_level, 1]``).
 The originals and the copies go through the input's encoder as at inference (evaluation mode, no
 gradient), and the fused model scores each of them twice, with the input and with it missing. The
-target is the model's own verdict: 1 where its loss without the input is at least ``margin`` lower.
+detector regresses both numbers of that verdict: the row's loss with the input, and the gain (loss
+with minus loss without). Regressing with squared error estimates their expectations given the
+encoder's vector, so the decision is the expected-loss one: drop when the expected gain exceeds
+``margin`` times the expected loss with the input. A per-row 0/1 label ("was it better without?")
+would be a coin toss on a row whose input is destroyed but whose task is at chance either way: a
+destroyed video makes the model confidently wrong about motion on most rows and lucky on some, and
+the label thresholded at 0.5 follows the lucky rows' count, not the cost of the unlucky ones.
 So the detector learns *useful vs useless*, not *noisy vs clean*: noise the model sees through (a
 tone under loud noise still has its pitch) is kept, noise that misleads it is dropped. The copies
 never reach the task loss, BatchNorm statistics or the encoders' weights: the model trains exactly
 as without the gate (only the random draws differ), and the detector is a probe on its features.
 
-At inference an input whose detector probability exceeds ``threshold`` becomes missing for that
-row; such rows are reported (``ModelOutput.gated``, ``treated_as_missing`` in metrics and
+At inference an input whose expected gain from being dropped exceeds ``margin`` times its expected
+loss becomes missing for that row; such rows are reported (``ModelOutput.gated``, ``treated_as_missing`` in metrics and
 predictions). The detector only knows the corruption it was trained on; other damage (blur,
 occlusion, a swapped file) is not detected unless it looks like that to the encoder.
 """
@@ -37,16 +43,17 @@ ROWS_SUFFIX = "_corrupted_rows"  # batch key (training): the index of the rows t
 
 
 class CorruptionGate(nn.Module):
-    """``detectors[input]``: ``pooled [B, D] -> logit [B]`` (positive: better treated as missing)."""
+    """``detectors[input]``: ``pooled [B, D] -> [B, 2]``, the expected fused loss of the row with the
+    input as it is, and the expected gain (that loss minus the loss with the input missing)."""
 
-    def __init__(self, input_names: list[str], hidden_size: int, threshold: float = 0.5, rate: float = 0.25,
-                 min_level: float = 0.0, margin: float = 0.1) -> None:
+    def __init__(self, input_names: list[str], hidden_size: int, rate: float = 0.25, min_level: float = 0.0,
+                 margin: float = 0.1) -> None:
         super().__init__()
         self.detectors = nn.ModuleDict({
-            name: nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, 1))
+            name: nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, 2))
             for name in input_names
         })
-        self.threshold, self.margin = threshold, margin
+        self.margin = margin
         self.rate, self.min_level = rate, min_level  # for the trainer
 
     def judge(self, encoded: dict[str, EncoderOutput], missing: dict[str, Tensor]
@@ -55,19 +62,23 @@ class CorruptionGate(nn.Module):
         cleared, tokens zeroed, pooled = the encoder's learned ``missing`` vector)."""
         gated, flagged = {}, {}
         for name, output in encoded.items():
-            logit = self.detectors[name](output.pooled).squeeze(-1)
-            rows = (torch.sigmoid(logit) > self.threshold) & output.present
+            rows = self.drops(self.detectors[name](output.pooled)) & output.present
             flagged[name] = rows
             gated[name] = _as_missing(output, rows, missing[name]) if rows.any() else output
         return gated, flagged
 
-    def training_logits(self, encoders: nn.ModuleDict, batch: dict[str, Tensor], encoded: dict[str, EncoderOutput],
+    def drops(self, estimates: Tensor) -> Tensor:
+        """``[B, 2]`` detector estimates -> ``[B]`` bool: the expected gain beats the margin."""
+        expected_loss, expected_gain = estimates.unbind(-1)
+        return expected_gain > self.margin * expected_loss.clamp_min(0)
+
+    def training_estimates(self, encoders: nn.ModuleDict, batch: dict[str, Tensor], encoded: dict[str, EncoderOutput],
                         row_losses: Callable[[dict[str, EncoderOutput], dict[str, Tensor], Tensor], Tensor]
                         ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Training: ``(logits, targets)`` per input over the rows copied and their corrupted copies,
-        each encoded as at inference. The target is the fused model's own verdict: 1 where its loss on
-        the row is lower with the input treated as missing than with the input as it is."""
-        logits, targets = {}, {}
+        """Training: ``(estimates, targets)`` per input, ``[N, 2]`` each, over the rows copied and their
+        corrupted copies, each encoded as at inference. The targets are the fused model's own losses on
+        the row: with the input as it is, and that minus the loss with the input treated as missing."""
+        estimates, targets = {}, {}
         for name, detector in self.detectors.items():
             if name + COPY_SUFFIX not in batch:
                 continue
@@ -83,16 +94,16 @@ class CorruptionGate(nn.Module):
             absent = _as_missing(output, torch.ones_like(output.present), encoders[name].missing.detach())
             losses = row_losses({**others, name: _concat(output, absent)}, batch, twice)
             with_input, without = losses.chunk(2)
-            better_without = without < (1 - self.margin) * with_input
             present = output.present
-            logits[name] = detector(output.pooled[present]).squeeze(-1)
-            targets[name] = better_without[present].to(logits[name].dtype)
-        return logits, targets
+            estimates[name] = detector(output.pooled[present])
+            targets[name] = torch.stack([with_input, with_input - without], dim=-1)[present].to(estimates[name].dtype)
+        return estimates, targets
 
     @staticmethod
-    def loss(logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor | None:
-        """Mean over inputs of the detector's binary cross-entropy (None: no copy in the batch)."""
-        terms = [F.binary_cross_entropy_with_logits(logits[name], targets[name]) for name in logits if len(logits[name])]
+    def loss(estimates: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor | None:
+        """Mean over inputs of the detector's squared error (None: no copy in the batch); squared error
+        makes the estimates conditional means, which is what the expected-loss decision needs."""
+        terms = [F.mse_loss(estimates[name], targets[name]) for name in estimates if len(estimates[name])]
         return torch.stack(terms).mean() if terms else None
 
 

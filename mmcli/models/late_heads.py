@@ -37,6 +37,12 @@ class LateTaskHeads(nn.Module):
     def row_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         return self._first().row_loss(prediction, target)
 
+    def prior(self, target: Tensor) -> Tensor:
+        return self._first().prior(target)
+
+    def labelled(self, target: Tensor) -> Tensor:
+        return self._first().labelled(target)
+
     def decode(self, prediction: Tensor) -> list[dict]:
         return self._first().decode(prediction)
 

@@ -13,6 +13,7 @@ from mmcli.errors import RecipeError
 from mmcli.models.corruption_gate import CorruptionGate, evaluation_mode
 from mmcli.models.late_heads import LateTaskHeads
 from mmcli.models.outputs import EncoderOutput
+from mmcli.models.prior_fallback import PriorFallback
 from mmcli.models.unimodal_heads import UnimodalHeads
 from mmcli.registries import ATTENTIONS, ENCODERS, FUSIONS, TASKS
 
@@ -23,16 +24,19 @@ class ModelOutput:
     ``encoded``: input -> ``EncoderOutput`` (the encoders' own, after the corruption gate if any, before any
     attention block); ``fused``: ``[B, D]`` (with per-task fusion, the mean of the tasks' fused vectors);
     ``gated``: input -> ``[B]`` bool, rows the corruption gate treated as missing (inference with a gate);
-    ``corruption_logits`` / ``corruption_targets``: input -> detector logits and targets over clean rows and
-    corrupted copies (training with a gate); ``present``: input -> ``[B]`` bool, present before any gate."""
+    ``corruption_estimates`` / ``corruption_targets``: input -> ``[N, 2]`` detector estimates and targets (loss
+    with the input, gain from dropping it) over clean rows and corrupted copies (training with a gate); ``present``: input -> ``[B]`` bool, present before any gate;
+    ``answered_by_prior``: task -> ``[B]`` bool, rows whose prediction is the task's prior (inference
+    with ``model.prior_fallback``)."""
 
     predictions: dict[str, Tensor]
     encoded: dict[str, EncoderOutput]
     fused: Tensor
     gated: dict[str, Tensor] = field(default_factory=dict)
-    corruption_logits: dict[str, Tensor] = field(default_factory=dict)
+    corruption_estimates: dict[str, Tensor] = field(default_factory=dict)
     corruption_targets: dict[str, Tensor] = field(default_factory=dict)
     present: dict[str, Tensor] = field(default_factory=dict)
+    answered_by_prior: dict[str, Tensor] = field(default_factory=dict)
 
 
 class MultimodalModel(nn.Module):
@@ -45,7 +49,7 @@ class MultimodalModel(nn.Module):
     def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, tasks: dict[str, nn.Module],
                  weights: dict[str, float], dropout: float = 0.1, attention: nn.Module | None = None,
                  unimodal: UnimodalHeads | None = None, unimodal_loss: float = 0.0,
-                 corruption_gate: CorruptionGate | None = None) -> None:
+                 corruption_gate: CorruptionGate | None = None, prior_fallback: PriorFallback | None = None) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.attention = attention  # None: no parameters, no state-dict keys (older checkpoints load unchanged)
@@ -56,21 +60,27 @@ class MultimodalModel(nn.Module):
         self.unimodal = unimodal  # None: no state-dict keys, so checkpoints without it load unchanged
         self.unimodal_loss = unimodal_loss
         self.corruption_gate = corruption_gate  # None: no state-dict keys
+        self.prior_fallback = prior_fallback  # None: no state-dict keys
 
     def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
         encoded = {name: encoder(batch[name], batch[f"{name}_mask"]) for name, encoder in self.encoders.items()}
         gate = self.corruption_gate
         present = {name: output.present for name, output in encoded.items()}
         gated: dict[str, Tensor] = {}
-        logits: dict[str, Tensor] = {}
+        estimates: dict[str, Tensor] = {}
         targets: dict[str, Tensor] = {}
         if gate is not None and self.training:
-            logits, targets = gate.training_logits(self.encoders, batch, encoded, self._row_losses)
+            estimates, targets = gate.training_estimates(self.encoders, batch, encoded, self._row_losses)
         elif gate is not None:
             encoded, gated = gate.judge(encoded, {name: encoder.missing for name, encoder in self.encoders.items()})
         predictions, fused = self._predict(encoded)
+        answered: dict[str, Tensor] = {}
+        if self.prior_fallback is not None and not self.training:
+            predictions, answered = self.prior_fallback.apply(
+                predictions, {name: output.present for name, output in encoded.items()})
         return ModelOutput(predictions=predictions, encoded=encoded, fused=fused, gated=gated,
-                           corruption_logits=logits, corruption_targets=targets, present=present)
+                           corruption_estimates=estimates, corruption_targets=targets, present=present,
+                           answered_by_prior=answered)
 
     def _predict(self, encoded: dict[str, EncoderOutput]) -> tuple[dict[str, Tensor], Tensor]:
         """Attention block, fusion and heads: ``(predictions, fused)``."""
@@ -110,7 +120,7 @@ class MultimodalModel(nn.Module):
         if self.unimodal is not None and self.training:
             losses["unimodal"] = self.unimodal.loss(output.encoded, batch, self.weights)
             total = total + self.unimodal_loss * losses["unimodal"]
-        detector_loss = self.corruption_gate.loss(output.corruption_logits, output.corruption_targets) \
+        detector_loss = self.corruption_gate.loss(output.corruption_estimates, output.corruption_targets) \
             if self.corruption_gate is not None and self.training else None
         if detector_loss is not None:  # the detectors' gradients stop at their own weights
             losses["corruption"] = detector_loss
@@ -159,7 +169,11 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
     gate_config = getattr(recipe.model, "corruption_gate", None)
     gate = None  # built after everything else, for the same reason as the unimodal heads
     if gate_config is not None:
-        gate = CorruptionGate(list(recipe.inputs), hidden, threshold=gate_config.threshold, rate=gate_config.rate,
+        gate = CorruptionGate(list(recipe.inputs), hidden, rate=gate_config.rate,
                               min_level=gate_config.min_level, margin=gate_config.margin)
+    fallback_config = getattr(recipe.model, "prior_fallback", None)
+    fallback = None if fallback_config is None else \
+        PriorFallback(list(recipe.inputs), tasks, confidence=fallback_config.confidence)  # buffers only
     return MultimodalModel(encoders, fusion, tasks, weights, dropout=recipe.model.dropout, attention=attention,
-                           unimodal=unimodal, unimodal_loss=unimodal_loss, corruption_gate=gate)
+                           unimodal=unimodal, unimodal_loss=unimodal_loss, corruption_gate=gate,
+                           prior_fallback=fallback)

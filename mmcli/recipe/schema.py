@@ -69,10 +69,14 @@ class CorruptionGateSettings(Settings):
                         "train its detector (the copies never reach the task heads)")
     min_level: float = Field(0.0, ge=0, le=1, description="training corruption levels are drawn from [min_level, 1] "
                              "(the noise model of evaluate --robustness)")
-    margin: float = Field(0.1, ge=0, lt=1, description="a row's target is 'treat as missing' when the fused model's "
-                          "loss without the input is at least this fraction lower than with it")
-    threshold: float = Field(0.5, gt=0, lt=1, description="at inference, an input whose detector gives a probability "
-                             "above this is treated as missing")
+    margin: float = Field(0.1, ge=0, lt=1, description="at inference an input is treated as missing when its "
+                          "detector expects the fused loss without it to be at least this fraction lower than with it")
+
+
+class PriorFallbackSettings(Settings):
+    confidence: float = Field(0.95, ge=0.5, lt=1, description="after training, a task keeps answering with an input "
+                              "missing only if, on the validation split, the model beats the task's prior with this "
+                              "one-sided confidence (paired over rows); otherwise it answers the prior")
 
 
 class ExpectedMetric(Settings):
@@ -135,6 +139,12 @@ def recipe_model() -> type:
             Union[CorruptionGateSettings, None],
             Field(None, description="a detector per input, trained on corrupted copies of training rows, that makes "
                                     "the model treat an input it judges corrupted as missing (default: none)"),
+        ),
+        prior_fallback=(
+            Union[PriorFallbackSettings, None],
+            Field(None, description="after training, measure on the validation split which tasks do better with the "
+                                    "prior than with the remaining inputs when an input is missing, and answer the "
+                                    "prior for those (default: off)"),
         ),
         fusion=(fusion, Field(default_factory=lambda: {"type": "concat"}, validate_default=True)),
         attention=(

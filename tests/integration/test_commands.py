@@ -165,3 +165,25 @@ def test_help_imports_no_heavy_library():
             "heavy = [m for m in ('torch', 'transformers', 'datasets', 'evaluate') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_corruption_gate_and_prior_fallback_are_reported_by_finetune_and_predict(small_workspace):
+    result = run_cli("finetune", "recipes/quickstart.yaml", *FAST, "name=robust-small", "training.modality_dropout=0.3",
+                     "model.corruption_gate={}", "model.prior_fallback={}", "--json", cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    run_dir = small_workspace / "runs" / "robust-small"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    measured = json.loads((run_dir / "prior_fallback.json").read_text())
+    inputs = ["text", "image", "audio", "video"]
+    assert sorted(metrics["training"]["prior_fallback"]) == sorted(measured["inputs"]) == sorted(inputs)
+    for split in ("validation", "test"):
+        assert set(metrics[split]["answered_by_prior"]) == {"scene", "motion", "size"}
+        assert set(metrics[split]["treated_as_missing"]) == set(inputs)
+    shapes = small_workspace / "data" / "shapes"
+    result = run_cli("predict", str(run_dir), "--audio", str(shapes / "audio" / "00000.wav"),
+                     "--text", "it looks crimson", "--json", cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    row = result.json()["predictions"][0]
+    missing = {"image", "video"} | set(row["treated_as_missing"])
+    expected = {task for name in missing for task in metrics["training"]["prior_fallback"][name]}
+    assert set(row["answered_by_prior"]) == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from mmcli.data.preprocess import preprocess
 from mmcli.data.synthetic import make_dataset
@@ -99,3 +100,31 @@ def test_corruption_gate_trains_its_detectors_and_needs_the_specs(prepared, tmp_
     assert result.steps > 0 and all(r["train_loss"] == r["train_loss"] for r in result.history)
     after = model.corruption_gate.state_dict()
     assert any(not (after[k] == v).all() for k, v in before.items())  # the detectors learnt
+
+
+def test_prior_fallback_is_calibrated_on_the_validation_split_after_training(prepared, tmp_path):
+    import json
+
+    from mmcli.errors import RecipeError
+    from mmcli.recipe.schema import PriorFallbackSettings
+    from mmcli.training.checkpoint import load_weights
+
+    recipe, data = prepared
+    with_fallback = recipe.model_copy(update={"model": recipe.model.model_copy(update={"prior_fallback": PriorFallbackSettings()})})
+    no_validation = with_fallback.model_copy(update={"data": with_fallback.data.model_copy(update={"validation_split": None})})
+    with pytest.raises(RecipeError, match="prior_fallback"):
+        train(no_validation, build_model(no_validation, data.preprocessing), data.load(), tmp_path, show_progress=False)
+    seed_everything(with_fallback.seed)
+    model = build_model(with_fallback, data.preprocessing)
+    result = train(with_fallback, model, data.load(), tmp_path / "run", show_progress=False)
+    saved = json.loads((tmp_path / "run" / "prior_fallback.json").read_text())
+    assert saved == result.prior_fallback and set(saved["inputs"]) == set(recipe.inputs)
+    for name, tasks in saved["inputs"].items():
+        assert set(tasks) == set(recipe.tasks)
+        for task, decision in tasks.items():
+            i, t = model.prior_fallback.input_names.index(name), model.prior_fallback.task_names.index(task)
+            assert bool(model.prior_fallback.fallback[i, t]) == (decision["answers"] == "prior")
+    reloaded = build_model(with_fallback, data.preprocessing)
+    load_weights(tmp_path / "run" / "checkpoints" / "best", reloaded)  # the best checkpoint holds the decisions
+    assert torch.equal(reloaded.prior_fallback.fallback, model.prior_fallback.fallback)
+    torch.testing.assert_close(reloaded.prior_fallback.prior("size"), model.prior_fallback.prior("size"))

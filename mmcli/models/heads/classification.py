@@ -53,6 +53,19 @@ class ClassificationTask(nn.Module):
         return losses * labelled
 
     @torch.no_grad()
+    def prior(self, target: Tensor) -> Tensor:
+        """``[C]`` log class frequencies of ``target``'s labelled rows: the constant prediction with the
+        lowest mean cross-entropy, add-one smoothed so that an unseen class keeps some probability
+        (uniform without labels)."""
+        labelled = target[target != IGNORE].long()
+        counts = torch.bincount(labelled, minlength=len(self.classes)).float() + 1.0
+        return (counts / counts.sum()).log()
+
+    @staticmethod
+    def labelled(target: Tensor) -> Tensor:
+        return target != IGNORE
+
+    @torch.no_grad()
     def decode(self, prediction: Tensor) -> list[dict[str, Any]]:
         """``logits [B, C]`` -> per row ``{"label": name, "probabilities": {name: p}}``."""
         probabilities = prediction.float().softmax(dim=-1).cpu().tolist()

@@ -46,6 +46,17 @@ class RegressionTask(nn.Module):
         labelled = ~torch.isnan(target)
         return (prediction.float() - torch.nan_to_num(target.float())).square() * labelled
 
+    @torch.no_grad()
+    def prior(self, target: Tensor) -> Tensor:
+        """``[]``: the mean of ``target``'s labelled rows (standardised; 0 without labels), the constant
+        prediction with the lowest mean squared error."""
+        labelled = target[~torch.isnan(target)].float()
+        return labelled.mean() if len(labelled) else torch.zeros(())
+
+    @staticmethod
+    def labelled(target: Tensor) -> Tensor:
+        return ~torch.isnan(target)
+
     def _original(self, values: Tensor) -> list[float]:
         return (values.float() * self.std + self.mean).cpu().tolist()
 
