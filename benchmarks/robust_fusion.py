@@ -11,7 +11,9 @@ reference are compared on the same rows: the summary gives, per cell, the means 
 mean paired difference (positive = fused better) and its 95% interval over rows (normal
 approximation of the paired mean over seeds' per-row scores), and a verdict: ``above`` (point
 estimate at or above), ``within noise`` (below, but the interval covers 0) or ``below`` (the
-whole interval is below 0). Evaluate on a large independent set (``--eval-manifest``, e.g.
+whole interval is below 0). That interval treats the trained models as fixed; the same verdict
+over seeds (``over_seeds``: Student's t interval of the per-seed differences) also counts the
+training randomness, which on shapes' ``size`` is larger than the row noise. Evaluate on a large independent set (``--eval-manifest``, e.g.
 ``mmcli datasets make shapes data/shapes-eval --size 4000 --seed 1``) so that intervals are tight;
 without it the recipe's test split (200 rows on shapes) is used.
 
@@ -40,7 +42,7 @@ from mmcli.evaluation.predictions import predict_tensors
 from mmcli.evaluation.robustness import corrupt, without
 from mmcli.recipe.loader import load_recipe, recipe_to_yaml, validate_recipe
 from mmcli.registries import TASKS
-from mmcli.runs import METRICS_FILE, RECIPE_FILE, TREATED_AS_MISSING
+from mmcli.runs import ANSWERED_BY_PRIOR, METRICS_FILE, RECIPE_FILE, TREATED_AS_MISSING
 from mmcli.workflows.finetune import finetune
 from mmcli.workflows.run_dir import manifest_rows, open_run, split_dataset
 
@@ -83,13 +85,15 @@ class EvaluationRows:
         return tensors
 
 
-def row_scores(model, tensors, batch_size, gated: dict | None = None) -> dict[str, list[float]]:
+def row_scores(model, tensors, batch_size, gated: dict | None = None, prior: dict | None = None) -> dict[str, list[float]]:
     """Per task, each row's contribution to the main metric (1/0 correct; absolute error). With a
-    corruption gate, ``gated`` receives the share of rows it treated as missing, per input."""
+    corruption gate, ``gated`` receives the share of rows it treated as missing, per input; with a
+    prior fallback, ``prior`` the share of rows answered by the prior, per task."""
     predicted_all = predict_tensors(model, tensors, batch_size, next(model.parameters()).device)
     predictions = predicted_all["predictions"]
-    if gated is not None and TREATED_AS_MISSING in predicted_all:
-        gated.update({n: round(float(v.float().mean()), 4) for n, v in predicted_all[TREATED_AS_MISSING].items()})
+    for key, sink in ((TREATED_AS_MISSING, gated), (ANSWERED_BY_PRIOR, prior)):
+        if sink is not None and key in predicted_all:
+            sink.update({n: round(float(v.float().mean()), 4) for n, v in predicted_all[key].items()})
     scores = {}
     for task, head in model.tasks.items():
         predicted, true = head.metric_inputs(predictions[task], tensors[task])
@@ -118,14 +122,18 @@ def one_seed(args: argparse.Namespace, seed: int, rows: EvaluationRows) -> dict:
         single = trained_run(load_recipe(args.recipe, [*common, *others, f"name=robust-only-{name}-seed{seed}"]))
         singles[name] = row_scores(single.model, rows.tensors(single), batch)
     gated_clean: dict = {}
-    result = {"clean": row_scores(fused.model, tensors, batch, gated_clean), "inputs": {}, "gated": {"clean": gated_clean}}
+    prior_clean: dict = {}
+    result = {"clean": row_scores(fused.model, tensors, batch, gated_clean, prior_clean), "inputs": {},
+              "gated": {"clean": gated_clean}, "prior": {"clean": prior_clean}}
     for name, cfg in fused.recipe.inputs.items():
         spec = fused.preprocessing["inputs"][name]["spec"]
         noisy = corrupt(tensors, name, cfg.modality, spec, 1.0, torch.Generator().manual_seed(seed))
         reduced = trained_run(load_recipe(args.recipe, [*common, f"~inputs.{name}", f"name=robust-without-{name}-seed{seed}"]))
         gated_noisy: dict = {}
-        cell = {"fused_missing": row_scores(fused.model, without(tensors, name), batch),
-                "fused_corrupted": row_scores(fused.model, noisy, batch, gated_noisy),
+        prior_missing: dict = {}
+        prior_noisy: dict = {}
+        cell = {"fused_missing": row_scores(fused.model, without(tensors, name), batch, prior=prior_missing),
+                "fused_corrupted": row_scores(fused.model, noisy, batch, gated_noisy, prior_noisy),
                 "trained_without": row_scores(reduced.model, rows.tensors(reduced), batch),
                 "best_single": {}, "best_single_input": {}}
         for task, head in fused.model.tasks.items():
@@ -135,10 +143,20 @@ def one_seed(args: argparse.Namespace, seed: int, rows: EvaluationRows) -> dict:
         result["inputs"][name] = cell
         if gated_noisy:
             result["gated"][f"{name} corrupted"] = gated_noisy[name]
+        if prior_missing:
+            result["prior"][f"{name} missing"], result["prior"][f"{name} corrupted"] = prior_missing, prior_noisy
         print(json.dumps({"seed": seed, "removed": name, **{
             kind: {t: round(mean(v), 4) for t, v in cell[kind].items()} for kind in (*CONDITIONS, *REFERENCES)}}),
             file=sys.stderr, flush=True)
     return result
+
+
+# two-sided 95% quantiles of Student's t, by degrees of freedom (1..9): the over-seeds interval
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def _verdict(difference: float, half_width: float) -> str:
+    return "above" if difference >= 0 else ("within noise" if difference + half_width >= 0 else "below")
 
 
 def paired(fused: list[list[float]], reference: list[list[float]], greater: bool) -> dict:
@@ -147,10 +165,15 @@ def paired(fused: list[list[float]], reference: list[list[float]], greater: bool
     per_row = [sign * (mean(f) - mean(r)) for f, r in zip(zip(*fused), zip(*reference))]
     diff = mean(per_row)
     half = 1.96 * statistics.stdev(per_row) / math.sqrt(len(per_row)) if len(per_row) > 1 else 0.0
-    verdict = "above" if diff >= 0 else ("within noise" if diff + half >= 0 else "below")
+    per_seed = [sign * (mean(f) - mean(r)) for f, r in zip(fused, reference)]
+    seeds_half = T_975[len(per_seed) - 1] * statistics.stdev(per_seed) / math.sqrt(len(per_seed)) \
+        if 1 < len(per_seed) <= len(T_975) else math.inf
     return {"fused": round(mean(map(mean, fused)), 4), "reference": round(mean(map(mean, reference)), 4),
             "difference": round(diff, 4), "interval": [round(diff - half, 4), round(diff + half, 4)],
-            "verdict": verdict, "seeds_at_or_above": sum(sign * (mean(f) - mean(r)) >= 0 for f, r in zip(fused, reference))}
+            "verdict": _verdict(diff, half), "seeds_at_or_above": sum(d >= 0 for d in per_seed),
+            "over_seeds": {"differences": [round(d, 4) for d in per_seed],
+                           "interval": [round(mean(per_seed) - seeds_half, 4), round(mean(per_seed) + seeds_half, 4)],
+                           "verdict": _verdict(mean(per_seed), seeds_half)}}
 
 
 def summarise(per_seed: list[dict], greater: dict[str, bool]) -> dict:
@@ -175,6 +198,8 @@ def summarise(per_seed: list[dict], greater: dict[str, bool]) -> dict:
 def seed_means(result: dict) -> dict:
     means = lambda scores: {t: round(mean(v), 4) for t, v in scores.items()}  # noqa: E731
     gated = {"treated_as_missing": result["gated"]} if result["gated"]["clean"] else {}
+    if result["prior"]["clean"]:
+        gated["answered_by_prior"] = result["prior"]
     return {"clean": means(result["clean"]),
             "inputs": {name: {kind: means(cell[kind]) for kind in (*CONDITIONS, *REFERENCES)}
                        | {"best_single_input": cell["best_single_input"]} for name, cell in result["inputs"].items()}} | gated
@@ -184,7 +209,7 @@ def markdown_table(result: dict) -> str:
     """The README's table from a results JSON: per removed input and task, the fused model (missing,
     corrupted) against both references, with the verdict against the single-modality reference."""
     lines = ["| input taken away | task | fused, missing | fused, corrupted | best single-modality (input) "
-             "| trained without it | verdict vs single (missing / corrupted) |", "|---|---|---|---|---|---|---|"]
+             "| trained without it | verdict vs single (missing / corrupted) | over seeds |", "|---|---|---|---|---|---|---|---|"]
     for name, cells in result["summary"]["inputs"].items():
         for task, cell in cells.items():
             missing, corrupted = cell["fused_missing vs best_single"], cell["fused_corrupted vs best_single"]
@@ -192,8 +217,13 @@ def markdown_table(result: dict) -> str:
             picked = "/".join(sorted(set(cell["best_single_inputs"])))
             lines.append(f"| {name} | {task} | {missing['fused']:.4f} | {corrupted['fused']:.4f} | "
                          f"{missing['reference']:.4f} ({picked}) | {strict['reference']:.4f} | "
-                         f"{missing['verdict']} / {corrupted['verdict']} |")
+                         f"{missing['verdict']} / {corrupted['verdict']} | "
+                         f"{_over_seeds(missing)} / {_over_seeds(corrupted)} |")
     return "\n".join(lines)
+
+
+def _over_seeds(cell: dict) -> str:
+    return cell["over_seeds"]["verdict"] if "over_seeds" in cell else "-"  # results files from before it
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from mmcli.data.corruption import corrupt_rows
-from mmcli.runs import atomic_write_bytes
+from mmcli.runs import ANSWERED_BY_PRIOR, TREATED_AS_MISSING, atomic_write_bytes
 
 LEVELS = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -50,26 +50,43 @@ def effective_robustness(curve: list[float], reference: list[float]) -> float:
 def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dict[str, torch.Tensor],
                       batch_size: int, seed: int = 0, reference: dict | None = None) -> dict[str, Any]:
     """{input: {"missing": {task: score}, "noise": {task: [score per level]}, "relative": {...}, "effective": {...}}}
-    using each task's main metric."""
+    using each task's main metric. A model with a corruption gate adds, per input, ``treated_as_missing``:
+    the share of rows whose input the gate dropped, per level; one with a prior fallback adds
+    ``answered_by_prior``: ``{"missing": {task: share}, "noise": {task: [share per level]}}``."""
     from mmcli.evaluation.predictions import predict_tensors, task_metrics
 
     device = next(model.parameters()).device
 
-    def scores(data: dict[str, torch.Tensor]) -> dict[str, float | None]:
-        predictions = predict_tensors(model, data, batch_size, device)["predictions"]
-        measured = task_metrics(model, predictions, data)
-        return {task: measured[task][head.main_metric] for task, head in model.tasks.items() if task in measured}
+    def scores(data: dict[str, torch.Tensor]) -> tuple[dict[str, float | None], dict[str, dict[str, float]]]:
+        """(main metric per task, {TREATED_AS_MISSING: {input: share}, ANSWERED_BY_PRIOR: {task: share}})."""
+        evaluated = predict_tensors(model, data, batch_size, device)
+        measured = task_metrics(model, evaluated["predictions"], data)
+        shares = {key: {k: round(float(v.float().mean()), 4) for k, v in evaluated[key].items()}
+                  for key in (TREATED_AS_MISSING, ANSWERED_BY_PRIOR) if key in evaluated}
+        return {task: measured[task][head.main_metric] for task, head in model.tasks.items() if task in measured}, shares
 
-    report: dict[str, Any] = {"levels": list(LEVELS), "clean": scores(tensors), "inputs": {}}
+    report: dict[str, Any] = {"levels": list(LEVELS), "clean": scores(tensors)[0], "inputs": {}}
     for index, (name, cfg) in enumerate(recipe.inputs.items()):
         spec = preprocessing["inputs"][name]["spec"]
         curves: dict[str, list] = {task: [] for task in report["clean"]}
+        gated: list[float] = []
+        prior: dict[str, list[float]] = {task: [] for task in report["clean"]}
         for level in LEVELS:
             generator = torch.Generator().manual_seed(seed * 1000 + index * 100 + int(level * 10))
-            for task, value in scores(corrupt(tensors, name, cfg.modality, spec, level, generator)).items():
+            values, shares = scores(corrupt(tensors, name, cfg.modality, spec, level, generator))
+            for task, value in values.items():
                 curves[task].append(value)
-        entry = {"missing": scores(without(tensors, name)), "noise": curves,
+            if TREATED_AS_MISSING in shares:
+                gated.append(shares[TREATED_AS_MISSING][name])
+            for task, share in shares.get(ANSWERED_BY_PRIOR, {}).items():
+                prior[task].append(share)
+        missing, missing_shares = scores(without(tensors, name))
+        entry = {"missing": missing, "noise": curves,
                  "relative": {t: relative_robustness(c) if None not in c else None for t, c in curves.items()}}
+        if gated:
+            entry[TREATED_AS_MISSING] = gated
+        if ANSWERED_BY_PRIOR in missing_shares:
+            entry[ANSWERED_BY_PRIOR] = {"missing": missing_shares[ANSWERED_BY_PRIOR], "noise": prior}
         if reference is not None:
             ref = reference["inputs"].get(name, {}).get("noise", {})
             entry["effective"] = {t: effective_robustness(c, ref[t]) if t in ref and None not in c else None

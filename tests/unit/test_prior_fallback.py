@@ -123,3 +123,31 @@ def test_predictions_and_metrics_report_the_rows_answered_by_the_prior() -> None
     assert result[ANSWERED_BY_PRIOR]["label"].tolist() == missing_text.tolist()
     assert not result[ANSWERED_BY_PRIOR]["score"].any()
     assert ANSWERED_BY_PRIOR not in predict_tensors(model_with_fallback(False), tensors, 3, torch.device("cpu"))
+
+
+def test_robustness_report_lists_gate_drops_and_prior_answers_per_level() -> None:
+    from mmcli.cli.render import robustness_table
+    from mmcli.evaluation.robustness import LEVELS, robustness_report
+    from mmcli.recipe.schema import CorruptionGateSettings
+
+    recipe, preprocessing = recipe_and_preprocessing("gated", MODALITIES)
+    recipe.model.prior_fallback = PriorFallbackSettings()
+    recipe.model.corruption_gate = CorruptionGateSettings()
+    torch.manual_seed(0)
+    model = build_model(recipe, preprocessing)
+    with torch.no_grad():  # the gate drops every image and no text; a row without the image answers score's prior
+        for name, detector in model.corruption_gate.detectors.items():
+            detector[-1].weight.zero_()
+            detector[-1].bias.copy_(torch.tensor([1.0, 10.0 if name == IMAGE else -10.0]))
+    model.prior_fallback.set({}, {(IMAGE, "score"): True})
+    tensors = rows(2)
+    present = float(tensors[f"{IMAGE}_mask"].any(dim=1).float().mean())
+    assert 0 < present < 1
+    report = robustness_report(model, recipe, preprocessing, tensors, batch_size=3)
+    image, text = report["inputs"][IMAGE], report["inputs"][TEXT]
+    assert image["treated_as_missing"] == [round(present, 4)] * len(LEVELS)
+    assert text["treated_as_missing"] == [0.0] * len(LEVELS)
+    assert image["answered_by_prior"]["missing"] == {"label": 0.0, "score": 1.0}
+    assert image["answered_by_prior"]["noise"]["score"] == [1.0] * len(LEVELS)  # dropped by the gate = missing
+    assert text["answered_by_prior"]["noise"]["score"] == [1.0] * len(LEVELS)
+    assert [c.header for c in robustness_table(report).columns][-2:] == ["gate drops @1.0", "prior if missing"]
