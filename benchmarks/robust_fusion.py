@@ -42,7 +42,8 @@ from mmcli.evaluation.predictions import predict_tensors
 from mmcli.evaluation.robustness import corrupt, without
 from mmcli.recipe.loader import load_recipe, recipe_to_yaml, validate_recipe
 from mmcli.registries import TASKS
-from mmcli.runs import ANSWERED_BY_PRIOR, METRICS_FILE, RECIPE_FILE, TREATED_AS_MISSING
+from mmcli.models.missing_fallback import MODEL
+from mmcli.runs import ANSWERED_BY, METRICS_FILE, RECIPE_FILE, TREATED_AS_MISSING
 from mmcli.workflows.finetune import finetune
 from mmcli.workflows.run_dir import manifest_rows, open_run, split_dataset
 
@@ -88,12 +89,13 @@ class EvaluationRows:
 def row_scores(model, tensors, batch_size, gated: dict | None = None, prior: dict | None = None) -> dict[str, list[float]]:
     """Per task, each row's contribution to the main metric (1/0 correct; absolute error). With a
     corruption gate, ``gated`` receives the share of rows it treated as missing, per input; with a
-    prior fallback, ``prior`` the share of rows answered by the prior, per task."""
+    missing-input fallback, ``prior`` the share of rows not answered by the fused model, per task."""
     predicted_all = predict_tensors(model, tensors, batch_size, next(model.parameters()).device)
     predictions = predicted_all["predictions"]
-    for key, sink in ((TREATED_AS_MISSING, gated), (ANSWERED_BY_PRIOR, prior)):
+    for key, sink in ((TREATED_AS_MISSING, gated), (ANSWERED_BY, prior)):
         if sink is not None and key in predicted_all:
-            sink.update({n: round(float(v.float().mean()), 4) for n, v in predicted_all[key].items()})
+            sink.update({n: round(float((v != MODEL if key == ANSWERED_BY else v).float().mean()), 4)
+                         for n, v in predicted_all[key].items()})
     scores = {}
     for task, head in model.tasks.items():
         predicted, true = head.metric_inputs(predictions[task], tensors[task])
@@ -199,7 +201,7 @@ def seed_means(result: dict) -> dict:
     means = lambda scores: {t: round(mean(v), 4) for t, v in scores.items()}  # noqa: E731
     gated = {"treated_as_missing": result["gated"]} if result["gated"]["clean"] else {}
     if result["prior"]["clean"]:
-        gated["answered_by_prior"] = result["prior"]
+        gated["answered_by"] = result["prior"]
     return {"clean": means(result["clean"]),
             "inputs": {name: {kind: means(cell[kind]) for kind in (*CONDITIONS, *REFERENCES)}
                        | {"best_single_input": cell["best_single_input"]} for name, cell in result["inputs"].items()}} | gated

@@ -16,7 +16,7 @@ BEST_CHECKPOINT = "checkpoints/best"
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_INFO = "model.json"
 TREATED_AS_MISSING = "treated_as_missing"  # metrics key per split: input -> rows the corruption gate hid
-ANSWERED_BY_PRIOR = "answered_by_prior"  # metrics key per split: task -> rows answered by model.prior_fallback
+ANSWERED_BY = "answered_by"  # metrics key per split: task -> {source: rows} answered by model.missing_fallback
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 from mmcli.data.loader import iterate_batches
-from mmcli.runs import ANSWERED_BY_PRIOR, TREATED_AS_MISSING
+from mmcli.models.missing_fallback import MODEL
+from mmcli.runs import ANSWERED_BY, TREATED_AS_MISSING
 
 
 @torch.no_grad()
@@ -15,7 +16,7 @@ def predict_tensors(model: Any, tensors: dict[str, torch.Tensor], batch_size: in
                     keep: tuple[str, ...] = ()) -> dict[str, Any]:
     """Concatenated predictions per task (and any ``keep`` outputs: "encoded", "fused"), plus loss and, for
     a model with a corruption gate, ``treated_as_missing``: input -> ``[N]`` bool (rows judged corrupted), and
-    for one with a prior fallback, ``answered_by_prior``: task -> ``[N]`` bool."""
+    for one with a missing-input fallback, ``answered_by``: task -> ``[N]`` source codes (-1: the fused model)."""
     model.eval()
     predictions: dict[str, list[torch.Tensor]] = {}
     pooled: dict[str, list[torch.Tensor]] = {}
@@ -39,7 +40,7 @@ def predict_tensors(model: Any, tensors: dict[str, torch.Tensor], batch_size: in
             fused.append(output.fused.float().cpu())
         for name, rows_gated in output.gated.items():
             gated.setdefault(name, []).append(rows_gated.cpu())
-        for task, rows_answered in output.answered_by_prior.items():
+        for task, rows_answered in output.answered_by.items():
             answered.setdefault(task, []).append(rows_answered.cpu())
     result: dict[str, Any] = {"predictions": {t: torch.cat(v) for t, v in predictions.items()}}
     result["loss"] = total_loss / rows if rows else None
@@ -50,8 +51,17 @@ def predict_tensors(model: Any, tensors: dict[str, torch.Tensor], batch_size: in
     if gated:
         result[TREATED_AS_MISSING] = {n: torch.cat(v) for n, v in gated.items()}
     if answered:
-        result[ANSWERED_BY_PRIOR] = {t: torch.cat(v) for t, v in answered.items()}
+        result[ANSWERED_BY] = {t: torch.cat(v) for t, v in answered.items()}
     return result
+
+
+def answer_counts(model: Any, answered_by: dict[str, torch.Tensor]) -> dict[str, dict[str, int]]:
+    """task -> {source: rows} for the rows a missing-input fallback answered other than by the fused model
+    (source: "prior" or the input whose single-input head answered)."""
+    fallback = model.missing_fallback
+    return {task: {fallback.source_name(int(code)): int((codes == code).sum())
+                   for code in codes.unique() if int(code) != MODEL}
+            for task, codes in answered_by.items()}
 
 
 def task_metrics(model: Any, predictions: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> dict[str, dict]:
@@ -87,6 +97,6 @@ def evaluate_splits(model: Any, recipe: Any, datasets: Any, splits: list[str]) -
         results[split]["rows"] = len(tensors["__row__"])
         if TREATED_AS_MISSING in evaluated:  # the corruption gate's verdicts: never silent
             results[split][TREATED_AS_MISSING] = {n: int(v.sum()) for n, v in evaluated[TREATED_AS_MISSING].items()}
-        if ANSWERED_BY_PRIOR in evaluated:
-            results[split][ANSWERED_BY_PRIOR] = {t: int(v.sum()) for t, v in evaluated[ANSWERED_BY_PRIOR].items()}
+        if ANSWERED_BY in evaluated:
+            results[split][ANSWERED_BY] = answer_counts(model, evaluated[ANSWERED_BY])
     return results

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from mmcli.data.corruption import corrupt_rows
-from mmcli.runs import ANSWERED_BY_PRIOR, TREATED_AS_MISSING, atomic_write_bytes
+from mmcli.models.missing_fallback import MODEL
+from mmcli.runs import ANSWERED_BY, TREATED_AS_MISSING, atomic_write_bytes
 
 LEVELS = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -51,18 +52,19 @@ def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dic
                       batch_size: int, seed: int = 0, reference: dict | None = None) -> dict[str, Any]:
     """{input: {"missing": {task: score}, "noise": {task: [score per level]}, "relative": {...}, "effective": {...}}}
     using each task's main metric. A model with a corruption gate adds, per input, ``treated_as_missing``:
-    the share of rows whose input the gate dropped, per level; one with a prior fallback adds
-    ``answered_by_prior``: ``{"missing": {task: share}, "noise": {task: [share per level]}}``."""
+    the share of rows whose input the gate dropped, per level; one with a missing-input fallback adds
+    ``answered_by``: ``{"missing": {task: share}, "noise": {task: [share per level]}}``, the share of rows
+    a task answered from its prior or a single-input head instead of the fused model."""
     from mmcli.evaluation.predictions import predict_tensors, task_metrics
 
     device = next(model.parameters()).device
 
     def scores(data: dict[str, torch.Tensor]) -> tuple[dict[str, float | None], dict[str, dict[str, float]]]:
-        """(main metric per task, {TREATED_AS_MISSING: {input: share}, ANSWERED_BY_PRIOR: {task: share}})."""
+        """(main metric per task, {TREATED_AS_MISSING: {input: share}, ANSWERED_BY: {task: share}})."""
         evaluated = predict_tensors(model, data, batch_size, device)
         measured = task_metrics(model, evaluated["predictions"], data)
-        shares = {key: {k: round(float(v.float().mean()), 4) for k, v in evaluated[key].items()}
-                  for key in (TREATED_AS_MISSING, ANSWERED_BY_PRIOR) if key in evaluated}
+        shares = {key: {k: round(float(_not_the_model(key, v).float().mean()), 4) for k, v in evaluated[key].items()}
+                  for key in (TREATED_AS_MISSING, ANSWERED_BY) if key in evaluated}
         return {task: measured[task][head.main_metric] for task, head in model.tasks.items() if task in measured}, shares
 
     report: dict[str, Any] = {"levels": list(LEVELS), "clean": scores(tensors)[0], "inputs": {}}
@@ -78,15 +80,15 @@ def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dic
                 curves[task].append(value)
             if TREATED_AS_MISSING in shares:
                 gated.append(shares[TREATED_AS_MISSING][name])
-            for task, share in shares.get(ANSWERED_BY_PRIOR, {}).items():
+            for task, share in shares.get(ANSWERED_BY, {}).items():
                 prior[task].append(share)
         missing, missing_shares = scores(without(tensors, name))
         entry = {"missing": missing, "noise": curves,
                  "relative": {t: relative_robustness(c) if None not in c else None for t, c in curves.items()}}
         if gated:
             entry[TREATED_AS_MISSING] = gated
-        if ANSWERED_BY_PRIOR in missing_shares:
-            entry[ANSWERED_BY_PRIOR] = {"missing": missing_shares[ANSWERED_BY_PRIOR], "noise": prior}
+        if ANSWERED_BY in missing_shares:
+            entry[ANSWERED_BY] = {"missing": missing_shares[ANSWERED_BY], "noise": prior}
         if reference is not None:
             ref = reference["inputs"].get(name, {}).get("noise", {})
             entry["effective"] = {t: effective_robustness(c, ref[t]) if t in ref and None not in c else None
@@ -94,6 +96,11 @@ def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dic
         report["inputs"][name] = entry
     report["main_metrics"] = {task: head.main_metric for task, head in model.tasks.items()}
     return report
+
+
+def _not_the_model(key: str, values: torch.Tensor) -> torch.Tensor:
+    """Gate flags as they are; fallback source codes -> rows not answered by the fused model."""
+    return values != MODEL if key == ANSWERED_BY else values
 
 
 def plot_robustness(report: dict[str, Any], path: Path) -> Path:

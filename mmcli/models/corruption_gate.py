@@ -21,8 +21,8 @@ never reach the task loss, BatchNorm statistics or the encoders' weights: the mo
 as without the gate (only the random draws differ), and the detector is a probe on its features.
 
 At inference an input whose expected gain from being dropped exceeds ``margin`` times its expected
-loss becomes missing for that row; such rows are reported (``ModelOutput.gated``, ``treated_as_missing`` in metrics and
-predictions). The detector only knows the corruption it was trained on; other damage (blur,
+loss becomes missing for that row; such rows are reported (``ModelOutput.gated``,
+``treated_as_missing`` in metrics and predictions). The detector only knows the corruption it was trained on; other damage (blur,
 occlusion, a swapped file) is not detected unless it looks like that to the encoder.
 """
 

@@ -13,7 +13,7 @@ from mmcli.errors import RecipeError
 from mmcli.models.corruption_gate import CorruptionGate, evaluation_mode
 from mmcli.models.late_heads import LateTaskHeads
 from mmcli.models.outputs import EncoderOutput
-from mmcli.models.prior_fallback import PriorFallback
+from mmcli.models.missing_fallback import MissingFallback
 from mmcli.models.unimodal_heads import UnimodalHeads
 from mmcli.registries import ATTENTIONS, ENCODERS, FUSIONS, TASKS
 
@@ -24,10 +24,10 @@ class ModelOutput:
     ``encoded``: input -> ``EncoderOutput`` (the encoders' own, after the corruption gate if any, before any
     attention block); ``fused``: ``[B, D]`` (with per-task fusion, the mean of the tasks' fused vectors);
     ``gated``: input -> ``[B]`` bool, rows the corruption gate treated as missing (inference with a gate);
-    ``corruption_estimates`` / ``corruption_targets``: input -> ``[N, 2]`` detector estimates and targets (loss
-    with the input, gain from dropping it) over clean rows and corrupted copies (training with a gate); ``present``: input -> ``[B]`` bool, present before any gate;
-    ``answered_by_prior``: task -> ``[B]`` bool, rows whose prediction is the task's prior (inference
-    with ``model.prior_fallback``)."""
+    ``corruption_estimates`` / ``corruption_targets``: input -> ``[N, 2]`` detector estimates and targets
+    (loss with the input, gain from dropping it) over clean rows and corrupted copies (training with a
+    gate); ``present``: input -> ``[B]`` bool, present before any gate; ``answered_by``: task ->
+    ``[B]`` source codes of ``model.missing_fallback`` (-1: the fused model; inference only)."""
 
     predictions: dict[str, Tensor]
     encoded: dict[str, EncoderOutput]
@@ -36,7 +36,7 @@ class ModelOutput:
     corruption_estimates: dict[str, Tensor] = field(default_factory=dict)
     corruption_targets: dict[str, Tensor] = field(default_factory=dict)
     present: dict[str, Tensor] = field(default_factory=dict)
-    answered_by_prior: dict[str, Tensor] = field(default_factory=dict)
+    answered_by: dict[str, Tensor] = field(default_factory=dict)
 
 
 class MultimodalModel(nn.Module):
@@ -49,7 +49,8 @@ class MultimodalModel(nn.Module):
     def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, tasks: dict[str, nn.Module],
                  weights: dict[str, float], dropout: float = 0.1, attention: nn.Module | None = None,
                  unimodal: UnimodalHeads | None = None, unimodal_loss: float = 0.0,
-                 corruption_gate: CorruptionGate | None = None, prior_fallback: PriorFallback | None = None) -> None:
+                 corruption_gate: CorruptionGate | None = None,
+                 missing_fallback: MissingFallback | None = None) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.attention = attention  # None: no parameters, no state-dict keys (older checkpoints load unchanged)
@@ -60,7 +61,7 @@ class MultimodalModel(nn.Module):
         self.unimodal = unimodal  # None: no state-dict keys, so checkpoints without it load unchanged
         self.unimodal_loss = unimodal_loss
         self.corruption_gate = corruption_gate  # None: no state-dict keys
-        self.prior_fallback = prior_fallback  # None: no state-dict keys
+        self.missing_fallback = missing_fallback  # None: no state-dict keys
 
     def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
         encoded = {name: encoder(batch[name], batch[f"{name}_mask"]) for name, encoder in self.encoders.items()}
@@ -75,12 +76,11 @@ class MultimodalModel(nn.Module):
             encoded, gated = gate.judge(encoded, {name: encoder.missing for name, encoder in self.encoders.items()})
         predictions, fused = self._predict(encoded)
         answered: dict[str, Tensor] = {}
-        if self.prior_fallback is not None and not self.training:
-            predictions, answered = self.prior_fallback.apply(
-                predictions, {name: output.present for name, output in encoded.items()})
+        if self.missing_fallback is not None and not self.training:
+            predictions, answered = self.missing_fallback.apply(predictions, encoded, self.unimodal)
         return ModelOutput(predictions=predictions, encoded=encoded, fused=fused, gated=gated,
                            corruption_estimates=estimates, corruption_targets=targets, present=present,
-                           answered_by_prior=answered)
+                           answered_by=answered)
 
     def _predict(self, encoded: dict[str, EncoderOutput]) -> tuple[dict[str, Tensor], Tensor]:
         """Attention block, fusion and heads: ``(predictions, fused)``."""
@@ -171,9 +171,9 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
     if gate_config is not None:
         gate = CorruptionGate(list(recipe.inputs), hidden, rate=gate_config.rate,
                               min_level=gate_config.min_level, margin=gate_config.margin)
-    fallback_config = getattr(recipe.model, "prior_fallback", None)
+    fallback_config = getattr(recipe.model, "missing_fallback", None)
     fallback = None if fallback_config is None else \
-        PriorFallback(list(recipe.inputs), tasks, confidence=fallback_config.confidence)  # buffers only
+        MissingFallback(list(recipe.inputs), tasks, confidence=fallback_config.confidence)  # buffers only
     return MultimodalModel(encoders, fusion, tasks, weights, dropout=recipe.model.dropout, attention=attention,
                            unimodal=unimodal, unimodal_loss=unimodal_loss, corruption_gate=gate,
-                           prior_fallback=fallback)
+                           missing_fallback=fallback)

@@ -73,10 +73,10 @@ class CorruptionGateSettings(Settings):
                           "detector expects the fused loss without it to be at least this fraction lower than with it")
 
 
-class PriorFallbackSettings(Settings):
-    confidence: float = Field(0.95, ge=0.5, lt=1, description="after training, a task keeps answering with an input "
-                              "missing only if, on the validation split, the model beats the task's prior with this "
-                              "one-sided confidence (paired over rows); otherwise it answers the prior")
+class MissingFallbackSettings(Settings):
+    confidence: float = Field(0.95, ge=0.5, lt=1, description="one-sided confidence (paired over validation rows) "
+                              "with which the fused model must beat a task's prior to keep answering it with an "
+                              "input missing, and a single-input head must beat the fused model to replace it")
 
 
 class ExpectedMetric(Settings):
@@ -140,11 +140,11 @@ def recipe_model() -> type:
             Field(None, description="a detector per input, trained on corrupted copies of training rows, that makes "
                                     "the model treat an input it judges corrupted as missing (default: none)"),
         ),
-        prior_fallback=(
-            Union[PriorFallbackSettings, None],
-            Field(None, description="after training, measure on the validation split which tasks do better with the "
-                                    "prior than with the remaining inputs when an input is missing, and answer the "
-                                    "prior for those (default: off)"),
+        missing_fallback=(
+            Union[MissingFallbackSettings, None],
+            Field(None, description="after training, measure on the validation split what answers each task best "
+                                    "when an input is missing (the fused model, its prior, or the single-input head "
+                                    "of a remaining input, with model.unimodal_loss) and answer from it (default: off)"),
         ),
         fusion=(fusion, Field(default_factory=lambda: {"type": "concat"}, validate_default=True)),
         attention=(

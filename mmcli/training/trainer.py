@@ -21,7 +21,7 @@ from mmcli.runs import BEST_CHECKPOINT, atomic_write_json, atomic_write_jsonl
 from mmcli.training.modality_dropout import drop_modalities
 from mmcli.training.modality_noise import corrupt_modalities
 from mmcli.training.checkpoint import load_weights, save_checkpoint
-from mmcli.training.prior_calibration import PRIOR_FALLBACK_FILE, calibrate_prior_fallback
+from mmcli.training.fallback_calibration import MISSING_FALLBACK_FILE, calibrate_missing_fallback
 from mmcli.training.seeding import epoch_generator, seed_everything
 from mmcli.training.state import list_checkpoints, load_training_state, save_training_state
 
@@ -40,7 +40,7 @@ class TrainResult:
     stopped_early: bool = False
     skipped_batches: int = 0
     resumed_from: str | None = None
-    prior_fallback: dict[str, Any] | None = None  # measurements behind model.prior_fallback's decisions
+    missing_fallback: dict[str, Any] | None = None  # measurements behind model.missing_fallback's decisions
 
 
 def make_accelerator(recipe: Any) -> Any:
@@ -91,10 +91,10 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
     train_tensors = split_tensors(datasets[recipe.data.train_split], inputs, tasks)
     val_name = recipe.data.validation_split
     val_tensors = split_tensors(datasets[val_name], inputs, tasks) if val_name and val_name in datasets else None
-    if getattr(model, "prior_fallback", None) is not None and val_tensors is None:
-        raise RecipeError("model.prior_fallback: needs a validation split to measure which tasks do better with "
+    if getattr(model, "missing_fallback", None) is not None and val_tensors is None:
+        raise RecipeError("model.missing_fallback: needs a validation split to measure which tasks do better with "
                           "their prior (data.validation_split names none that has rows)",
-                          hint="add validation rows to the manifest, or remove model.prior_fallback")
+                          hint="add validation rows to the manifest, or remove model.missing_fallback")
 
     accelerator = make_accelerator(recipe)
     steps_per_epoch = batches_per_epoch(len(train_tensors["__row__"]), cfg.batch_size, drop_last=True)
@@ -139,16 +139,16 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
         raise RuntimeFailure(f"no epoch gave a finite {monitor}: the model diverged, so there is no best checkpoint",
                              hint="lower training.learning_rate")
     best = load_weights(run_dir / BEST_CHECKPOINT, unwrapped)
-    prior_fallback = None
-    if getattr(unwrapped, "prior_fallback", None) is not None:
-        prior_fallback = calibrate_prior_fallback(unwrapped, train_tensors, val_tensors, cfg.eval_batch_size, device)
+    missing_fallback = None
+    if getattr(unwrapped, "missing_fallback", None) is not None:
+        missing_fallback = calibrate_missing_fallback(unwrapped, train_tensors, val_tensors, cfg.eval_batch_size, device)
         save_checkpoint(run_dir / BEST_CHECKPOINT, unwrapped, best)  # the decisions are buffers of the model
-        atomic_write_json(run_dir / PRIOR_FALLBACK_FILE, prior_fallback)
+        atomic_write_json(run_dir / MISSING_FALLBACK_FILE, missing_fallback)
     return TrainResult(monitor=monitor, best_score=state["best_score"], best_epoch=state["best_epoch"],
                        epochs_run=len(state["history"]), steps=state["step"], seconds=time.perf_counter() - start,
                        history=state["history"], stopped_early=state["stopped_early"],
                        skipped_batches=state["skipped_batches"], resumed_from=resumed_from,
-                       prior_fallback=prior_fallback)
+                       missing_fallback=missing_fallback)
 
 
 def _noise_inputs(recipe: Any, preprocessing: dict | None) -> dict[str, tuple[str, dict]]:

@@ -86,10 +86,10 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
                            "seconds": round(result.seconds, 2), "parameters": sum(p.numel() for p in model.parameters()),
                            "skipped_batches": result.skipped_batches, "resumed_from": result.resumed_from,
                            "peak_memory_mb": peak_memory_mb()}
-    if result.prior_fallback is not None:  # which input's absence makes which task answer its prior
-        metrics["training"]["prior_fallback"] = {
-            name: [task for task, decision in tasks.items() if decision["answers"] == "prior"]
-            for name, tasks in result.prior_fallback["inputs"].items()}
+    if result.missing_fallback is not None:  # missing input -> {task: what answers it instead of the fused model}
+        metrics["training"]["missing_fallback"] = {
+            name: {task: decision["answers"] for task, decision in tasks.items() if decision["answers"] != "model"}
+            for name, tasks in result.missing_fallback["inputs"].items()}
     atomic_write_json(run_dir / METRICS_FILE, metrics)
     return {"run_dir": str(run_dir), "preprocess": prepared.summary(), "metrics": metrics,
             "skipped": prepared.skipped}

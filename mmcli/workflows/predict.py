@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 
 from mmcli.errors import DataError
-from mmcli.runs import ANSWERED_BY_PRIOR, TREATED_AS_MISSING, atomic_write_jsonl
+from mmcli.models.missing_fallback import MODEL
+from mmcli.runs import ANSWERED_BY, TREATED_AS_MISSING, atomic_write_jsonl
 
 PREDICT_SPLIT = "predict"
 
@@ -55,10 +56,11 @@ def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample:
         gated = predicted[TREATED_AS_MISSING]
         for i, row in enumerate(rows):
             row[TREATED_AS_MISSING] = [name for name, flags in gated.items() if bool(flags[i])]
-    if ANSWERED_BY_PRIOR in predicted:  # so is a task answered by its prior
-        answered = predicted[ANSWERED_BY_PRIOR]
+    if ANSWERED_BY in predicted:  # so is a task answered by its prior or a single-input head
+        answered, fallback = predicted[ANSWERED_BY], run.model.missing_fallback
         for i, row in enumerate(rows):
-            row[ANSWERED_BY_PRIOR] = [task for task, flags in answered.items() if bool(flags[i])]
+            row[ANSWERED_BY] = {task: fallback.source_name(int(codes[i])) for task, codes in answered.items()
+                                if int(codes[i]) != MODEL}
     output = Path(output) if output else run.run_dir / "predictions.jsonl"
     atomic_write_jsonl(output, rows)
     if rows_in.records:

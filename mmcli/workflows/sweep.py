@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from mmcli.errors import RecipeError
-from mmcli.runs import ANSWERED_BY_PRIOR, TREATED_AS_MISSING
+from mmcli.runs import ANSWERED_BY, TREATED_AS_MISSING
 
 
 def split_values(text: str) -> list[str]:
@@ -116,5 +116,5 @@ def _main_metrics(rows: list[dict[str, Any]]) -> dict[str, str]:
         if row.get("ok"):
             for split_metrics in row["metrics"].values():
                 return {task: next(iter(m)) for task, m in split_metrics.items()
-                        if isinstance(m, dict) and m and task not in (TREATED_AS_MISSING, ANSWERED_BY_PRIOR)}
+                        if isinstance(m, dict) and m and task not in (TREATED_AS_MISSING, ANSWERED_BY)}
     return {}

@@ -167,17 +167,18 @@ def test_help_imports_no_heavy_library():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_corruption_gate_and_prior_fallback_are_reported_by_finetune_and_predict(small_workspace):
+def test_corruption_gate_and_missing_fallback_are_reported_by_finetune_and_predict(small_workspace):
     result = run_cli("finetune", "recipes/quickstart.yaml", *FAST, "name=robust-small", "training.modality_dropout=0.3",
-                     "model.corruption_gate={}", "model.prior_fallback={}", "--json", cwd=small_workspace)
+                     "model.unimodal_loss=1.0", "model.corruption_gate={}", "model.missing_fallback={}", "--json",
+                     cwd=small_workspace)
     assert result.code == 0, result.stderr[-2000:]
     run_dir = small_workspace / "runs" / "robust-small"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    measured = json.loads((run_dir / "prior_fallback.json").read_text())
+    measured = json.loads((run_dir / "missing_fallback.json").read_text())
     inputs = ["text", "image", "audio", "video"]
-    assert sorted(metrics["training"]["prior_fallback"]) == sorted(measured["inputs"]) == sorted(inputs)
+    assert sorted(metrics["training"]["missing_fallback"]) == sorted(measured["inputs"]) == sorted(inputs)
     for split in ("validation", "test"):
-        assert set(metrics[split]["answered_by_prior"]) == {"scene", "motion", "size"}
+        assert set(metrics[split]["answered_by"]) == {"scene", "motion", "size"}
         assert set(metrics[split]["treated_as_missing"]) == set(inputs)
     shapes = small_workspace / "data" / "shapes"
     result = run_cli("predict", str(run_dir), "--audio", str(shapes / "audio" / "00000.wav"),
@@ -185,5 +186,11 @@ def test_corruption_gate_and_prior_fallback_are_reported_by_finetune_and_predict
     assert result.code == 0, result.stderr[-2000:]
     row = result.json()["predictions"][0]
     missing = {"image", "video"} | set(row["treated_as_missing"])
-    expected = {task for name in missing for task in metrics["training"]["prior_fallback"][name]}
-    assert set(row["answered_by_prior"]) == expected
+    decided = metrics["training"]["missing_fallback"]  # missing input -> {task: source other than the model}
+    expected = {}
+    for task in ("scene", "motion", "size"):
+        sources = [decided[name][task] for name in inputs if name in missing and task in decided[name]]
+        heads = [source for source in sources if source in inputs and source not in missing]
+        if "prior" in sources or heads:
+            expected[task] = "prior" if "prior" in sources else heads[0]
+    assert row["answered_by"] == expected

@@ -102,29 +102,29 @@ def test_corruption_gate_trains_its_detectors_and_needs_the_specs(prepared, tmp_
     assert any(not (after[k] == v).all() for k, v in before.items())  # the detectors learnt
 
 
-def test_prior_fallback_is_calibrated_on_the_validation_split_after_training(prepared, tmp_path):
+def test_missing_fallback_is_calibrated_on_the_validation_split_after_training(prepared, tmp_path):
     import json
 
     from mmcli.errors import RecipeError
-    from mmcli.recipe.schema import PriorFallbackSettings
+    from mmcli.recipe.schema import MissingFallbackSettings
     from mmcli.training.checkpoint import load_weights
 
     recipe, data = prepared
-    with_fallback = recipe.model_copy(update={"model": recipe.model.model_copy(update={"prior_fallback": PriorFallbackSettings()})})
+    with_fallback = recipe.model_copy(update={"model": recipe.model.model_copy(update={"missing_fallback": MissingFallbackSettings()})})
     no_validation = with_fallback.model_copy(update={"data": with_fallback.data.model_copy(update={"validation_split": None})})
-    with pytest.raises(RecipeError, match="prior_fallback"):
+    with pytest.raises(RecipeError, match="missing_fallback"):
         train(no_validation, build_model(no_validation, data.preprocessing), data.load(), tmp_path, show_progress=False)
     seed_everything(with_fallback.seed)
     model = build_model(with_fallback, data.preprocessing)
     result = train(with_fallback, model, data.load(), tmp_path / "run", show_progress=False)
-    saved = json.loads((tmp_path / "run" / "prior_fallback.json").read_text())
-    assert saved == result.prior_fallback and set(saved["inputs"]) == set(recipe.inputs)
+    saved = json.loads((tmp_path / "run" / "missing_fallback.json").read_text())
+    assert saved == result.missing_fallback and set(saved["inputs"]) == set(recipe.inputs)
     for name, tasks in saved["inputs"].items():
         assert set(tasks) == set(recipe.tasks)
         for task, decision in tasks.items():
-            i, t = model.prior_fallback.input_names.index(name), model.prior_fallback.task_names.index(task)
-            assert bool(model.prior_fallback.fallback[i, t]) == (decision["answers"] == "prior")
+            i, t = model.missing_fallback.input_names.index(name), model.missing_fallback.task_names.index(task)
+            assert model.missing_fallback.source_name(int(model.missing_fallback.source[i, t])) == decision["answers"]
     reloaded = build_model(with_fallback, data.preprocessing)
     load_weights(tmp_path / "run" / "checkpoints" / "best", reloaded)  # the best checkpoint holds the decisions
-    assert torch.equal(reloaded.prior_fallback.fallback, model.prior_fallback.fallback)
-    torch.testing.assert_close(reloaded.prior_fallback.prior("size"), model.prior_fallback.prior("size"))
+    assert torch.equal(reloaded.missing_fallback.source, model.missing_fallback.source)
+    torch.testing.assert_close(reloaded.missing_fallback.prior("size"), model.missing_fallback.prior("size"))

@@ -1,0 +1,92 @@
+"""Missing-input fallback: when an input is missing, each task answers from the source that was
+measured to do best without it: the fused model, a single-input head of a remaining input, or the
+task's prior (the constant that minimises its loss on the training labels).
+
+A fused model trained with modality dropout still produces *some* answer for ``size`` when the
+only input that knows size is missing, and that answer moves with inputs that know nothing about
+size: it has fitted noise on the few training rows where the input was dropped. A single-modality
+model of the remaining inputs, which never saw the signal, predicts a near-constant and beats it.
+Likewise, with the pitch (audio) missing, ``scene`` is best answered from the shape alone, and the
+image's own head (``model.unimodal_loss``) does that better than the fused heads, which were
+trained almost always with both.
+
+What each task does without each input is measured, not assumed: after training, on the validation
+split with the input removed from every row, per-row losses are compared, paired over rows, at a
+one-sided ``confidence``. (1) The fused model keeps answering only if it beats the prior; (2) if it
+does, a single-input head of a remaining input replaces it only if that head beats it. So the prior
+is the default when nothing is known, and the fused model when something is. Validation rows, not
+training rows, decide: on the training rows the model is fitted and would always look better.
+
+Rows not answered by the fused model are reported (``ModelOutput.answered_by``, ``answered_by`` in
+metrics and predictions). Inputs made missing by the corruption gate count as missing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mmcli.models.outputs import EncoderOutput
+
+MODEL, PRIOR = -1, -2  # sources besides single-input heads, which are input indices (0, 1, ...)
+
+
+class MissingFallback(nn.Module):
+    """Buffers: ``source [inputs, tasks]`` (what answers the task when the input is missing: ``MODEL``,
+    ``PRIOR`` or the index of the input whose single-input head answers) and ``priors.<task>`` (the
+    task's constant prediction). They start as "the model" and "no labels" and are set by
+    :func:`mmcli.training.fallback_calibration.calibrate_missing_fallback` after training."""
+
+    def __init__(self, input_names: list[str], tasks: dict[str, nn.Module], confidence: float = 0.95) -> None:
+        super().__init__()
+        self.input_names, self.task_names, self.confidence = list(input_names), list(tasks), confidence
+        self.register_buffer("source", torch.full((len(self.input_names), len(self.task_names)), MODEL))
+        self.priors = nn.Module()
+        for name, head in tasks.items():
+            self.priors.register_buffer(name, head.prior(torch.empty(0)))
+
+    def prior(self, task: str) -> Tensor:
+        return getattr(self.priors, task)
+
+    def set(self, priors: dict[str, Tensor], sources: dict[tuple[str, str], str]) -> None:
+        """``sources``: (missing input, task) -> "model", "prior" or the name of the answering input."""
+        for task, value in priors.items():
+            self.prior(task).copy_(value)
+        codes = {"model": MODEL, "prior": PRIOR} | {name: i for i, name in enumerate(self.input_names)}
+        for (name, task), source in sources.items():
+            self.source[self.input_names.index(name), self.task_names.index(task)] = codes[source]
+
+    def source_name(self, code: int) -> str:
+        return {MODEL: "model", PRIOR: "prior"}.get(code) or self.input_names[code]
+
+    def apply(self, predictions: dict[str, Tensor], encoded: dict[str, EncoderOutput],
+              unimodal: nn.Module | None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """``(predictions, answered_by)``, ``answered_by``: task -> ``[B]`` source codes. For a row missing
+        input ``i``, task ``t`` answers from ``source[i, t]``; with several inputs missing the prior wins
+        (one of them is one the task cannot do without), then the first single-input head whose input is
+        present; otherwise the fused model."""
+        present = {name: output.present for name, output in encoded.items()}
+        out, answered = dict(predictions), {}
+        for j, task in enumerate(self.task_names):
+            code = torch.full_like(present[self.input_names[0]], MODEL, dtype=torch.long)
+            for i, name in enumerate(self.input_names):
+                source = int(self.source[i, j])
+                if source == MODEL:
+                    continue
+                rows = ~present[name]
+                if source != PRIOR:
+                    rows = rows & present[self.input_names[source]] & (code == MODEL)
+                code = torch.where(rows, torch.full_like(code, source), code)
+            answered[task] = code
+            if not (code != MODEL).any():
+                continue
+            value = out[task].clone()
+            for source in code.unique().tolist():
+                rows = code == source
+                if source == PRIOR:
+                    value[rows] = self.prior(task).to(value.dtype)
+                elif source != MODEL:
+                    name = self.input_names[source]
+                    value[rows] = unimodal.heads[name][task](encoded[name].pooled[rows]).to(value.dtype)
+            out[task] = value
+        return out, answered

@@ -1,0 +1,83 @@
+"""After training: decide, for each (missing input, task), what answers the task (``model.missing_fallback``;
+why in :mod:`mmcli.models.missing_fallback`)."""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Any
+
+import torch
+
+from mmcli.evaluation.predictions import predict_tensors
+from mmcli.evaluation.robustness import without
+
+MISSING_FALLBACK_FILE = "missing_fallback.json"
+
+
+def _lower_bound(advantage: torch.Tensor, z: float) -> float:
+    """One-sided lower confidence bound of the mean of per-row advantages (-inf with under 2 rows)."""
+    rows = len(advantage)
+    if rows < 2:
+        return -math.inf
+    return float(advantage.mean()) - z * float(advantage.std()) / math.sqrt(rows)
+
+
+@torch.no_grad()
+def calibrate_missing_fallback(model: Any, train_tensors: dict[str, torch.Tensor],
+                               validation: dict[str, torch.Tensor], batch_size: int,
+                               device: torch.device) -> dict[str, Any]:
+    """Set ``model.missing_fallback`` from the training labels (priors) and the validation rows (sources)
+    and return the measurements behind each decision (JSON-ready).
+
+    For input ``i`` and task ``t``, every validation row's loss with ``i`` removed under the fused model,
+    the prior and (with ``model.unimodal_loss``) each remaining input's single-input head: the prior
+    answers unless the fused model beats it (lower one-sided ``confidence`` bound of the mean paired
+    advantage above 0); then a single-input head answers instead if it beats the fused model the same
+    way (the one with the largest mean advantage). A task with fewer than 2 labelled validation rows has
+    no evidence either way and answers its prior."""
+    fallback = model.missing_fallback
+    fallback.source.fill_(-1)  # measure the model itself
+    priors = {task: head.prior(train_tensors[task]) for task, head in model.tasks.items()}
+    fallback.set(priors, {})
+    z = NormalDist().inv_cdf(fallback.confidence)
+    sources: dict[tuple[str, str], str] = {}
+    report: dict[str, Any] = {"confidence": fallback.confidence, "rows": len(validation["__row__"]), "inputs": {}}
+    for name in model.encoders:
+        removed = without(validation, name)
+        evaluated = predict_tensors(model, removed, batch_size, device, keep=("encoded",))
+        report["inputs"][name] = {}
+        for task, head in model.tasks.items():
+            target = validation[task]
+            labelled = head.labelled(target)
+            model_loss = head.row_loss(evaluated["predictions"][task], target)[labelled]
+            prior_loss = head.row_loss(priors[task].expand_as(evaluated["predictions"][task]), target)[labelled]
+            entry: dict[str, Any] = {"rows": int(labelled.sum()), "model_loss": _mean(model_loss),
+                                     "prior_loss": _mean(prior_loss),
+                                     "model_vs_prior_lower_bound": _finite(_lower_bound(prior_loss - model_loss, z))}
+            source = "prior" if not _lower_bound(prior_loss - model_loss, z) > 0 else "model"
+            if source == "model" and getattr(model, "unimodal", None) is not None:
+                best = 0.0
+                for other, pooled in evaluated["encoded"].items():
+                    if other == name:
+                        continue
+                    single_loss = head.row_loss(model.unimodal.heads[other][task](pooled.to(device)).cpu(),
+                                                target)[labelled]
+                    bound = _lower_bound(model_loss - single_loss, z)
+                    entry[f"{other}_head_loss"] = _mean(single_loss)
+                    entry[f"{other}_head_vs_model_lower_bound"] = _finite(bound)
+                    if bound > 0 and float((model_loss - single_loss).mean()) > best:
+                        source, best = other, float((model_loss - single_loss).mean())
+            entry["answers"] = source
+            sources[(name, task)] = source
+            report["inputs"][name][task] = entry
+    fallback.set(priors, sources)
+    return report
+
+
+def _mean(values: torch.Tensor) -> float | None:
+    return round(float(values.mean()), 6) if len(values) else None
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 6) if math.isfinite(value) else None
