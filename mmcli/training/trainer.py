@@ -92,8 +92,8 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
     val_name = recipe.data.validation_split
     val_tensors = split_tensors(datasets[val_name], inputs, tasks) if val_name and val_name in datasets else None
     if getattr(model, "missing_fallback", None) is not None and val_tensors is None:
-        raise RecipeError("model.missing_fallback: needs a validation split to measure which tasks do better with "
-                          "their prior (data.validation_split names none that has rows)",
+        raise RecipeError("model.missing_fallback: needs a validation split to measure what answers each task best "
+                          "with an input missing (data.validation_split names none that has rows)",
                           hint="add validation rows to the manifest, or remove model.missing_fallback")
 
     accelerator = make_accelerator(recipe)
