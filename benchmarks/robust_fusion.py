@@ -39,10 +39,9 @@ import yaml
 
 from mmcli.data.loader import split_tensors
 from mmcli.evaluation.predictions import predict_tensors
-from mmcli.evaluation.robustness import corrupt, without
+from mmcli.evaluation.robustness import corrupt, rows_not_as_usual, without
 from mmcli.recipe.loader import load_recipe, recipe_to_yaml, validate_recipe
 from mmcli.registries import TASKS
-from mmcli.models.missing_fallback import MODEL
 from mmcli.runs import ANSWERED_BY, METRICS_FILE, RECIPE_FILE, TREATED_AS_MISSING
 from mmcli.workflows.finetune import finetune
 from mmcli.workflows.run_dir import manifest_rows, open_run, split_dataset
@@ -94,8 +93,7 @@ def row_scores(model, tensors, batch_size, gated: dict | None = None, prior: dic
     predictions = predicted_all["predictions"]
     for key, sink in ((TREATED_AS_MISSING, gated), (ANSWERED_BY, prior)):
         if sink is not None and key in predicted_all:
-            sink.update({n: round(float((v != MODEL if key == ANSWERED_BY else v).float().mean()), 4)
-                         for n, v in predicted_all[key].items()})
+            sink.update({n: round(float(rows_not_as_usual(key, v).float().mean()), 4) for n, v in predicted_all[key].items()})
     scores = {}
     for task, head in model.tasks.items():
         predicted, true = head.metric_inputs(predictions[task], tensors[task])

@@ -63,7 +63,7 @@ def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dic
         """(main metric per task, {TREATED_AS_MISSING: {input: share}, ANSWERED_BY: {task: share}})."""
         evaluated = predict_tensors(model, data, batch_size, device)
         measured = task_metrics(model, evaluated["predictions"], data)
-        shares = {key: {k: round(float(_not_the_model(key, v).float().mean()), 4) for k, v in evaluated[key].items()}
+        shares = {key: {k: round(float(rows_not_as_usual(key, v).float().mean()), 4) for k, v in evaluated[key].items()}
                   for key in (TREATED_AS_MISSING, ANSWERED_BY) if key in evaluated}
         return {task: measured[task][head.main_metric] for task, head in model.tasks.items() if task in measured}, shares
 
@@ -98,8 +98,9 @@ def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dic
     return report
 
 
-def _not_the_model(key: str, values: torch.Tensor) -> torch.Tensor:
-    """Gate flags as they are; fallback source codes -> rows not answered by the fused model."""
+def rows_not_as_usual(key: str, values: torch.Tensor) -> torch.Tensor:
+    """``[N]`` bool for a ``predict_tensors`` report: gate flags as they are (rows whose input was dropped);
+    fallback source codes -> rows not answered by the fused model."""
     return values != MODEL if key == ANSWERED_BY else values
 
 

@@ -11,6 +11,7 @@ import torch
 
 from mmcli.evaluation.predictions import predict_tensors
 from mmcli.evaluation.robustness import without
+from mmcli.models.missing_fallback import MODEL
 
 MISSING_FALLBACK_FILE = "missing_fallback.json"
 
@@ -38,7 +39,7 @@ def calibrate_missing_fallback(model: Any, train_tensors: dict[str, torch.Tensor
     largest mean advantage. A task with fewer than 2 labelled validation rows has
     no evidence either way and answers its prior."""
     fallback = model.missing_fallback
-    fallback.source.fill_(-1)  # measure the model itself
+    fallback.source.fill_(MODEL)  # measure the model itself
     priors = {task: head.prior(train_tensors[task]) for task, head in model.tasks.items()}
     fallback.set(priors, {})
     z = NormalDist().inv_cdf(fallback.confidence)
@@ -53,10 +54,11 @@ def calibrate_missing_fallback(model: Any, train_tensors: dict[str, torch.Tensor
             labelled = head.labelled(target)
             model_loss = head.row_loss(evaluated["predictions"][task], target)[labelled]
             prior_loss = head.row_loss(priors[task].expand_as(evaluated["predictions"][task]), target)[labelled]
+            versus_prior = _lower_bound(prior_loss - model_loss, z)
             entry: dict[str, Any] = {"rows": int(labelled.sum()), "model_loss": _mean(model_loss),
                                      "prior_loss": _mean(prior_loss),
-                                     "model_vs_prior_lower_bound": _finite(_lower_bound(prior_loss - model_loss, z))}
-            source = "prior" if not _lower_bound(prior_loss - model_loss, z) > 0 else "model"
+                                     "model_vs_prior_lower_bound": _finite(versus_prior)}
+            source = "model" if versus_prior > 0 else "prior"
             if source == "model" and getattr(model, "unimodal", None) is not None:
                 best = 0.0
                 others = [other for other in evaluated["encoded"] if other != name]
@@ -68,11 +70,12 @@ def calibrate_missing_fallback(model: Any, train_tensors: dict[str, torch.Tensor
                     pooled = evaluated["encoded"][other]
                     single_loss = head.row_loss(model.unimodal.heads[other][task](pooled.to(device)).cpu(),
                                                 target)[labelled]
-                    bound = _lower_bound(model_loss - single_loss, z_heads)
+                    advantage = model_loss - single_loss
+                    bound = _lower_bound(advantage, z_heads)
                     entry[f"{other}_head_loss"] = _mean(single_loss)
                     entry[f"{other}_head_vs_model_lower_bound"] = _finite(bound)
-                    if bound > 0 and float((model_loss - single_loss).mean()) > best:
-                        source, best = other, float((model_loss - single_loss).mean())
+                    if bound > 0 and float(advantage.mean()) > best:
+                        source, best = other, float(advantage.mean())
             entry["answers"] = source
             sources[(name, task)] = source
             report["inputs"][name][task] = entry
