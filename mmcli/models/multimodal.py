@@ -77,7 +77,7 @@ class MultimodalModel(nn.Module):
         predictions, fused = self._predict(encoded)
         answered: dict[str, Tensor] = {}
         if self.missing_fallback is not None and not self.training:
-            predictions, answered = self.missing_fallback.apply(predictions, encoded, self.unimodal)
+            predictions, answered = self.missing_fallback.apply(predictions, encoded, self.unimodal, self.tasks)
         return ModelOutput(predictions=predictions, encoded=encoded, fused=fused, gated=gated,
                            corruption_estimates=estimates, corruption_targets=targets, present=present,
                            answered_by=answered)

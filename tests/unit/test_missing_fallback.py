@@ -126,7 +126,7 @@ def test_calibration_picks_the_source_that_beats_the_others_on_validation() -> N
     report = calibrate_missing_fallback(model, train_rows, validation, batch_size=5, device=torch.device("cpu"))
     decided = report["inputs"][IMAGE]
     assert decided["score"]["answers"] == TEXT, decided["score"]
-    assert decided["score"]["model_vs_prior_lower_bound"] > 0 and decided["score"][f"{TEXT}_head_loss"] < 1e-10
+    assert decided["score"]["model_vs_prior_lower_bound"] > 0 and decided["score"]["replacements"][TEXT]["loss"] < 1e-10
     assert decided["label"]["answers"] == "prior" and decided["label"]["model_vs_prior_lower_bound"] < 0
     assert decided["score"]["rows"] == len(validation["__row__"])
     fallback = model.missing_fallback
@@ -141,6 +141,56 @@ def test_calibration_picks_the_source_that_beats_the_others_on_validation() -> N
     assert (out.answered_by["label"][no_image_rows] == PRIOR).all()
     assert math.isclose(float(out.predictions["label"][no_image_rows][0].softmax(-1)[0]),
                         float(fallback.prior("label").softmax(-1)[0]), rel_tol=1e-6)
+
+
+def test_average_of_two_predictions_per_task_type() -> None:
+    """Regression: the mean of the values; classification: logits whose probabilities are the mean of the
+    members' probabilities (so its cross-entropy is at most the members' mean, on every row)."""
+    model = model_with_fallback()
+    a, b = torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.0])
+    torch.testing.assert_close(model.tasks["score"].average([a, b]), torch.tensor([2.0, -1.0]))
+    x, y = torch.randn(6, 3), torch.randn(6, 3) * 3
+    blended = model.tasks["label"].average([x, y])
+    torch.testing.assert_close(blended.softmax(-1), (x.softmax(-1) + y.softmax(-1)) / 2)
+    target = torch.tensor([0, 1, 2, 0, 1, 2])
+    head = model.tasks["label"]
+    assert (head.row_loss(blended, target) <= (head.row_loss(x, target) + head.row_loss(y, target)) / 2 + 1e-6).all()
+
+
+def test_the_average_of_the_fused_model_and_a_head_answers_and_is_picked_without_a_test() -> None:
+    """With the image missing, ``score``'s validation targets are the mean of the fused model's and the
+    text head's predictions: the average has zero loss, the head alone is not better than the model
+    (it is as far on the other side), so the average answers, and rows without the image get it."""
+    model = model_with_fallback(unimodal=1.0).eval()
+    validation = rows()
+    no_image = {**validation, f"{IMAGE}_mask": torch.zeros_like(validation[f"{IMAGE}_mask"])}
+    with torch.no_grad():
+        fused = model(no_image).predictions["score"]
+        text_vector = model.encoders[TEXT](no_image[TEXT], no_image[f"{TEXT}_mask"]).pooled
+        single = model.unimodal.heads[TEXT]["score"](text_vector)
+    assert (fused - single).abs().mean() > 0.01  # two different answers
+    validation["score"] = (fused + single) / 2
+    report = calibrate_missing_fallback(model, rows(), validation, batch_size=5, device=torch.device("cpu"))
+    decided = report["inputs"][IMAGE]["score"]
+    assert decided["answers"] == f"model+{TEXT}", decided
+    assert decided["replacements"][f"model+{TEXT}"]["loss"] < 1e-10
+    assert decided["replacements"][TEXT]["vs_model_lower_bound"] <= 0  # as far on the other side: no better
+    fallback = model.missing_fallback
+    code = int(fallback.source[fallback.input_names.index(IMAGE), fallback.task_names.index("score")])
+    assert fallback.source_name(code) == f"model+{TEXT}" and fallback.head_input(code) == TEXT
+    batch = make_batch(MODALITIES)
+    by_blend = missing(batch, IMAGE) & ~missing(batch, TEXT)
+    assert by_blend.any()
+    with torch.no_grad():
+        out = model(batch)
+        fallback.source.fill_(MODEL)
+        plain = model(batch).predictions["score"]
+        head = model.unimodal.heads[TEXT]["score"](model.encoders[TEXT](batch[TEXT], batch[f"{TEXT}_mask"]).pooled)
+    torch.testing.assert_close(out.predictions["score"][by_blend], ((plain + head) / 2)[by_blend])
+    complete = ~missing(batch, IMAGE) & ~missing(batch, TEXT)  # (rows without the text follow its decisions)
+    assert complete.any()
+    torch.testing.assert_close(out.predictions["score"][complete], plain[complete])
+    assert (out.answered_by["score"][by_blend] == code).all()
 
 
 def test_predictions_and_metrics_report_what_answered() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -64,6 +65,12 @@ class ClassificationTask(nn.Module):
     @staticmethod
     def labelled(target: Tensor) -> Tensor:
         return target != IGNORE
+
+    @staticmethod
+    def average(predictions: list[Tensor]) -> Tensor:
+        """Logits of the ensemble whose probabilities are the mean of the predictions' probabilities."""
+        log_probabilities = torch.stack([p.float().log_softmax(dim=-1) for p in predictions])
+        return torch.logsumexp(log_probabilities, dim=0) - math.log(len(predictions))
 
     @torch.no_grad()
     def decode(self, prediction: Tensor) -> list[dict[str, Any]]:

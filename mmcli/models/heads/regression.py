@@ -57,6 +57,11 @@ class RegressionTask(nn.Module):
     def labelled(target: Tensor) -> Tensor:
         return ~torch.isnan(target)
 
+    @staticmethod
+    def average(predictions: list[Tensor]) -> Tensor:
+        """The ensemble's prediction: the mean of the predictions."""
+        return torch.stack([p.float() for p in predictions]).mean(dim=0)
+
     def _original(self, values: Tensor) -> list[float]:
         return (values.float() * self.std + self.mean).cpu().tolist()
 
