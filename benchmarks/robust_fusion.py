@@ -104,7 +104,8 @@ def row_scores(model, tensors, batch_size, gated: dict | None = None, prior: dic
     predictions = predicted_all["predictions"]
     for key, sink in ((TREATED_AS_MISSING, gated), (ANSWERED_BY, prior)):
         if sink is not None and key in predicted_all:
-            sink.update({n: round(float(rows_not_as_usual(key, v).float().mean()), 4) for n, v in predicted_all[key].items()})
+            sink.update({n: round(float(rows_not_as_usual(model, key, n, v).float().mean()), 4)
+                         for n, v in predicted_all[key].items()})
     scores = {}
     for task, head in model.tasks.items():
         predicted, true = head.metric_inputs(predictions[task], tensors[task])

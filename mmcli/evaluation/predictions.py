@@ -57,7 +57,7 @@ def predict_tensors(model: Any, tensors: dict[str, torch.Tensor], batch_size: in
 
 def answer_counts(model: Any, answered_by: dict[str, torch.Tensor]) -> dict[str, dict[str, int]]:
     """task -> {source: rows} for the rows a missing-input fallback answered other than by the fused model
-    (source: "prior" or the input whose single-input head answered)."""
+    (source: "prior", the input whose single-input head answered, or "model+<input>": their average)."""
     fallback = model.missing_fallback
     return {task: {fallback.source_name(int(code)): int((codes == code).sum())
                    for code in codes.unique() if int(code) != MODEL}

@@ -54,7 +54,7 @@ def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dic
     using each task's main metric. A model with a corruption gate adds, per input, ``treated_as_missing``:
     the share of rows whose input the gate dropped, per level; one with a missing-input fallback adds
     ``answered_by``: ``{"missing": {task: share}, "noise": {task: [share per level]}}``, the share of rows
-    a task answered from its prior or a single-input head instead of the fused model."""
+    a task answered otherwise than rows with every input present (its prior, a single-input head...)."""
     from mmcli.evaluation.predictions import predict_tensors, task_metrics
 
     device = next(model.parameters()).device
@@ -63,7 +63,8 @@ def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dic
         """(main metric per task, {TREATED_AS_MISSING: {input: share}, ANSWERED_BY: {task: share}})."""
         evaluated = predict_tensors(model, data, batch_size, device)
         measured = task_metrics(model, evaluated["predictions"], data)
-        shares = {key: {k: round(float(rows_not_as_usual(key, v).float().mean()), 4) for k, v in evaluated[key].items()}
+        shares = {key: {k: round(float(rows_not_as_usual(model, key, k, v).float().mean()), 4)
+                        for k, v in evaluated[key].items()}
                   for key in (TREATED_AS_MISSING, ANSWERED_BY) if key in evaluated}
         return {task: measured[task][head.main_metric] for task, head in model.tasks.items() if task in measured}, shares
 
@@ -98,10 +99,14 @@ def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dic
     return report
 
 
-def rows_not_as_usual(key: str, values: torch.Tensor) -> torch.Tensor:
-    """``[N]`` bool for a ``predict_tensors`` report: gate flags as they are (rows whose input was dropped);
-    fallback source codes -> rows not answered by the fused model."""
-    return values != MODEL if key == ANSWERED_BY else values
+def rows_not_as_usual(model: Any, key: str, name: str, values: torch.Tensor) -> torch.Tensor:
+    """``[N]`` bool for one entry (input or task ``name``) of a ``predict_tensors`` report: gate flags as
+    they are (rows whose input was dropped); a task's fallback source codes -> rows answered otherwise
+    than a row with every input present is (by the fused model, or as ``complete_rows`` decided)."""
+    if key != ANSWERED_BY:
+        return values
+    fallback = model.missing_fallback
+    return values != int(fallback.when_complete[fallback.task_names.index(name)])
 
 
 def plot_robustness(report: dict[str, Any], path: Path) -> Path:

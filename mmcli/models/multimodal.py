@@ -173,7 +173,8 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
                               min_level=gate_config.min_level, margin=gate_config.margin)
     fallback_config = getattr(recipe.model, "missing_fallback", None)
     fallback = None if fallback_config is None else \
-        MissingFallback(list(recipe.inputs), tasks, confidence=fallback_config.confidence)  # buffers only
+        MissingFallback(list(recipe.inputs), tasks, confidence=fallback_config.confidence,
+                        complete_rows=fallback_config.complete_rows)  # buffers only
     return MultimodalModel(encoders, fusion, tasks, weights, dropout=recipe.model.dropout, attention=attention,
                            unimodal=unimodal, unimodal_loss=unimodal_loss, corruption_gate=gate,
                            missing_fallback=fallback)

@@ -77,6 +77,8 @@ class MissingFallbackSettings(Settings):
     confidence: float = Field(0.95, ge=0.5, lt=1, description="one-sided confidence (paired over validation rows) "
                               "with which the fused model must beat a task's prior to keep answering it with an "
                               "input missing, and a single-input head must beat the fused model to replace it")
+    complete_rows: bool = Field(True, description="also decide for rows with every input present: the fused model, "
+                                "or its average with a single-input head where that has the lower validation loss")
 
 
 class ExpectedMetric(Settings):

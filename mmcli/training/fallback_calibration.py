@@ -1,4 +1,4 @@
-"""After training: decide, for each (missing input, task), what answers the task (``model.missing_fallback``;
+"""After training: decide, for each (missing input or none, task), what answers the task (``model.missing_fallback``;
 why in :mod:`mmcli.models.missing_fallback`)."""
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ def calibrate_missing_fallback(model: Any, train_tensors: dict[str, torch.Tensor
     For input ``i`` and task ``t``, every validation row's loss with ``i`` removed under the fused model,
     the prior and (with ``model.unimodal_loss``) each remaining input's single-input head: the prior
     answers unless the fused model beats it (lower one-sided ``confidence`` bound of the mean paired
-    advantage above 0); then a single-input head, or its average with the fused model, answers instead
-    if it beats the fused model the same way, at ``confidence`` corrected for the number of candidates
-    compared (Bonferroni), the one with the largest mean advantage. A task with fewer than 2 labelled
-    validation rows has no evidence either way and answers its prior."""
+    advantage above 0); then a single-input head, or its average with the fused model, may replace the
+    fused model (:func:`_best_replacement`). A task with fewer than 2 labelled validation rows has no
+    evidence either way and answers its prior. With ``complete_rows``, the validation rows with every
+    input present, nothing removed, decide between the fused model and its replacements the same way."""
     fallback = model.missing_fallback
     fallback.source.fill_(MODEL)  # measure the model itself
+    fallback.when_complete.fill_(MODEL)
     priors = {task: head.prior(train_tensors[task]) for task, head in model.tasks.items()}
     fallback.set(priors, {})
     z = NormalDist().inv_cdf(fallback.confidence)
@@ -64,14 +65,28 @@ def calibrate_missing_fallback(model: Any, train_tensors: dict[str, torch.Tensor
             entry["answers"] = source
             sources[(name, task)] = source
             report["inputs"][name][task] = entry
+    if fallback.complete_rows and getattr(model, "unimodal", None) is not None:
+        evaluated = predict_tensors(model, validation, batch_size, device, keep=("encoded",))
+        rows = len(validation["__row__"])
+        complete = torch.stack([validation[f"{name}_mask"].reshape(rows, -1).any(dim=1) for name in model.encoders]).all(0)
+        report["complete"] = {}
+        for task, head in model.tasks.items():
+            target = validation[task]
+            labelled = head.labelled(target) & complete
+            model_loss = head.row_loss(evaluated["predictions"][task], target)[labelled]
+            entry = {"rows": int(labelled.sum()), "model_loss": _mean(model_loss)}
+            entry["answers"] = _best_replacement(model, task, None, evaluated, target, labelled, model_loss, entry, device)
+            sources[(None, task)] = entry["answers"]
+            report["complete"][task] = entry
     fallback.set(priors, sources)
     return report
 
 
-def _best_replacement(model: Any, task: str, missing: str, evaluated: dict[str, Any], target: torch.Tensor,
+def _best_replacement(model: Any, task: str, missing: str | None, evaluated: dict[str, Any], target: torch.Tensor,
                       labelled: torch.Tensor, model_loss: torch.Tensor, entry: dict[str, Any],
                       device: torch.device) -> str:
-    """The source that replaces the fused model for ``task`` without ``missing``, else "model": of the
+    """The source that replaces the fused model for ``task`` without ``missing`` (None: on rows with every
+    input present), else "model": of the
     eligible candidates, the one with the lowest mean validation loss. A remaining input's single-input
     head is eligible if it beats the fused model at the fallback's confidence, corrected for the number
     of heads compared (Bonferroni); that head averaged with the fused model is eligible if its mean

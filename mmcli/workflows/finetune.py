@@ -90,6 +90,10 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
         metrics["training"]["missing_fallback"] = {
             name: {task: decision["answers"] for task, decision in tasks.items() if decision["answers"] != "model"}
             for name, tasks in result.missing_fallback["inputs"].items()}
+        if "complete" in result.missing_fallback:  # rows with every input present: {task: what answers instead}
+            metrics["training"]["complete_rows"] = {task: decision["answers"] for task, decision
+                                                    in result.missing_fallback["complete"].items()
+                                                    if decision["answers"] != "model"}
     atomic_write_json(run_dir / METRICS_FILE, metrics)
     return {"run_dir": str(run_dir), "preprocess": prepared.summary(), "metrics": metrics,
             "skipped": prepared.skipped}

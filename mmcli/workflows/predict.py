@@ -56,7 +56,7 @@ def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample:
         gated = predicted[TREATED_AS_MISSING]
         for i, row in enumerate(rows):
             row[TREATED_AS_MISSING] = [name for name, flags in gated.items() if bool(flags[i])]
-    if ANSWERED_BY in predicted:  # so is a task answered by its prior or a single-input head
+    if ANSWERED_BY in predicted:  # so is what answered a task when not the fused model alone
         answered, fallback = predicted[ANSWERED_BY], run.model.missing_fallback
         for i, row in enumerate(rows):
             row[ANSWERED_BY] = {task: fallback.source_name(int(codes[i])) for task, codes in answered.items()

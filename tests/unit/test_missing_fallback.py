@@ -193,6 +193,51 @@ def test_the_average_of_the_fused_model_and_a_head_answers_and_is_picked_without
     assert (out.answered_by["score"][by_blend] == code).all()
 
 
+def test_complete_rows_answer_from_their_own_decision() -> None:
+    """Validation targets are the average of the fused model and the text head on every row, so with
+    every input present that average is picked; rows missing an input keep their own decisions, and the
+    robustness share counts rows answered otherwise than complete rows are."""
+    from mmcli.evaluation.robustness import rows_not_as_usual
+    from mmcli.runs import ANSWERED_BY
+
+    model = model_with_fallback(unimodal=1.0).eval()
+    validation = rows()
+    with torch.no_grad():
+        fused = model(validation).predictions["score"]
+        single = model.unimodal.heads[TEXT]["score"](model.encoders[TEXT](validation[TEXT], validation[f"{TEXT}_mask"]).pooled)
+    validation["score"] = (fused + single) / 2
+    complete = ~missing(validation, IMAGE) & ~missing(validation, TEXT)
+    assert 1 < int(complete.sum()) < len(complete)
+    report = calibrate_missing_fallback(model, rows(), validation, batch_size=5, device=torch.device("cpu"))
+    assert report["complete"]["score"]["answers"] == f"model+{TEXT}", report["complete"]["score"]
+    assert report["complete"]["score"]["rows"] == int(complete.sum())  # only rows with every input present
+    fallback = model.missing_fallback
+    blend = fallback.input_names.index(TEXT) + len(fallback.input_names)
+    assert int(fallback.when_complete[fallback.task_names.index("score")]) == blend
+    with torch.no_grad():
+        out = model(validation)
+    torch.testing.assert_close(out.predictions["score"][complete], validation["score"][complete])
+    assert (out.answered_by["score"][complete] == blend).all()
+    only_image_missing = missing(validation, IMAGE) & ~missing(validation, TEXT)
+    assert only_image_missing.any()  # they follow the image's decision, not the complete rows'
+    image_decision = int(fallback.source[fallback.input_names.index(IMAGE), fallback.task_names.index("score")])
+    assert (out.answered_by["score"][only_image_missing] == image_decision).all()
+    unusual = rows_not_as_usual(model, ANSWERED_BY, "score", out.answered_by["score"])
+    assert not unusual[complete].any()
+
+
+def test_complete_rows_off_and_checkpoints_from_before_it() -> None:
+    model = model_with_fallback(unimodal=1.0).eval()
+    model.missing_fallback.complete_rows = False
+    report = calibrate_missing_fallback(model, rows(), rows(), batch_size=5, device=torch.device("cpu"))
+    assert "complete" not in report and (model.missing_fallback.when_complete == MODEL).all()
+    older = {k: v for k, v in model.state_dict().items() if k != "missing_fallback.when_complete"}
+    fresh = model_with_fallback(unimodal=1.0)
+    fresh.missing_fallback.when_complete.fill_(0)
+    fresh.load_state_dict(older, strict=True)  # a checkpoint saved before complete-row decisions existed
+    assert (fresh.missing_fallback.when_complete == MODEL).all()
+
+
 def test_predictions_and_metrics_report_what_answered() -> None:
     from mmcli.evaluation.predictions import answer_counts, predict_tensors
     from mmcli.runs import ANSWERED_BY
