@@ -17,10 +17,11 @@ absolute error 5-7% below either, and below a model trained on the image alone.
 What each task does without each input is measured, not assumed: after training, on the validation
 split with the input removed from every row, per-row losses are compared, paired over rows, at a
 one-sided ``confidence``. (1) The fused model keeps answering only if it beats the prior; (2) if it
-does, a single-input head of a remaining input, or its average with the fused model, replaces it
-only if it beats it. So the prior
-is the default when nothing is known, and the fused model when something is. Validation rows, not
-training rows, decide: on the training rows the model is fitted and would always look better.
+does, a single-input head of a remaining input replaces it only if that head beats it, and the
+average of the two if its mean loss is lower (the rule and why it needs no test:
+:func:`mmcli.training.fallback_calibration._best_replacement`). So the prior is the default when
+nothing is known, and the fused model when something is. Validation rows, not training rows,
+decide: on the training rows the model is fitted and would always look better.
 
 With ``complete_rows`` (the default), rows with every input present get the same treatment with
 nothing removed: the fused model, or its average with a single-input head where that is better on

@@ -68,7 +68,8 @@ def calibrate_missing_fallback(model: Any, train_tensors: dict[str, torch.Tensor
     if fallback.complete_rows and getattr(model, "unimodal", None) is not None:
         evaluated = predict_tensors(model, validation, batch_size, device, keep=("encoded",))
         rows = len(validation["__row__"])
-        complete = torch.stack([validation[f"{name}_mask"].reshape(rows, -1).any(dim=1) for name in model.encoders]).all(0)
+        complete = torch.stack([validation[f"{name}_mask"].reshape(rows, -1).any(dim=1)
+                                for name in model.encoders]).all(dim=0)
         report["complete"] = {}
         for task, head in model.tasks.items():
             target = validation[task]
@@ -86,11 +87,10 @@ def _best_replacement(model: Any, task: str, missing: str | None, evaluated: dic
                       labelled: torch.Tensor, model_loss: torch.Tensor, entry: dict[str, Any],
                       device: torch.device) -> str:
     """The source that replaces the fused model for ``task`` without ``missing`` (None: on rows with every
-    input present), else "model": of the
-    eligible candidates, the one with the lowest mean validation loss. A remaining input's single-input
-    head is eligible if it beats the fused model at the fallback's confidence, corrected for the number
-    of heads compared (Bonferroni); that head averaged with the fused model is eligible if its mean
-    loss is below the fused model's. Averaging needs no test: on a convex loss (squared error,
+    input present), else "model": of the eligible candidates, the one with the lowest mean validation
+    loss. A remaining input's single-input head is eligible if it beats the fused model at the
+    fallback's confidence, corrected for the number of heads compared (Bonferroni); that head averaged
+    with the fused model is eligible if its mean loss is below the fused model's. Averaging needs no test: on a convex loss (squared error,
     cross-entropy of the averaged probabilities) the average's loss is at most the mean of its two
     members' on every row, so a wrong choice costs at most half the head's excess, while the gain is
     too small for 200 rows to show at 95% (shapes, ``size`` without the video: -5.6% loss, t = 0.7)
