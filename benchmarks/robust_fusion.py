@@ -73,7 +73,7 @@ def trained_run(recipe):
 
 def validation_score(run, task: str) -> float:
     """The run's main metric for ``task`` on its validation split (from its metrics.json)."""
-    metrics = json.loads((Path(run.recipe.output_dir) / run.recipe.name / METRICS_FILE).read_text())
+    metrics = json.loads((run.run_dir / METRICS_FILE).read_text())
     return metrics["validation"][task][run.model.tasks[task].main_metric]
 
 
@@ -96,13 +96,13 @@ class EvaluationRows:
         return tensors
 
 
-def row_scores(model, tensors, batch_size, gated: dict | None = None, prior: dict | None = None) -> dict[str, list[float]]:
+def row_scores(model, tensors, batch_size, gated: dict | None = None, answered: dict | None = None) -> dict[str, list[float]]:
     """Per task, each row's contribution to the main metric (1/0 correct; absolute error). With a
     corruption gate, ``gated`` receives the share of rows it treated as missing, per input; with a
-    missing-input fallback, ``prior`` the share of rows not answered by the fused model, per task."""
+    missing-input fallback, ``answered`` the share of rows answered otherwise than complete rows, per task."""
     predicted_all = predict_tensors(model, tensors, batch_size, next(model.parameters()).device)
     predictions = predicted_all["predictions"]
-    for key, sink in ((TREATED_AS_MISSING, gated), (ANSWERED_BY, prior)):
+    for key, sink in ((TREATED_AS_MISSING, gated), (ANSWERED_BY, answered)):
         if sink is not None and key in predicted_all:
             sink.update({n: round(float(rows_not_as_usual(model, key, n, v).float().mean()), 4)
                          for n, v in predicted_all[key].items()})
@@ -135,18 +135,18 @@ def one_seed(args: argparse.Namespace, seed: int, rows: EvaluationRows) -> dict:
         singles[name] = row_scores(single.model, rows.tensors(single), batch)
         single_validation[name] = {task: validation_score(single, task) for task in single.model.tasks}
     gated_clean: dict = {}
-    prior_clean: dict = {}
-    result = {"clean": row_scores(fused.model, tensors, batch, gated_clean, prior_clean), "inputs": {},
-              "gated": {"clean": gated_clean}, "prior": {"clean": prior_clean}}
+    answered_clean: dict = {}
+    result = {"clean": row_scores(fused.model, tensors, batch, gated_clean, answered_clean), "inputs": {},
+              "gated": {"clean": gated_clean}, "answered": {"clean": answered_clean}}
     for name, cfg in fused.recipe.inputs.items():
         spec = fused.preprocessing["inputs"][name]["spec"]
         noisy = corrupt(tensors, name, cfg.modality, spec, 1.0, torch.Generator().manual_seed(seed))
         reduced = trained_run(load_recipe(args.recipe, [*common, f"~inputs.{name}", f"name=robust-without-{name}-seed{seed}"]))
         gated_noisy: dict = {}
-        prior_missing: dict = {}
-        prior_noisy: dict = {}
-        cell = {"fused_missing": row_scores(fused.model, without(tensors, name), batch, prior=prior_missing),
-                "fused_corrupted": row_scores(fused.model, noisy, batch, gated_noisy, prior_noisy),
+        answered_missing: dict = {}
+        answered_noisy: dict = {}
+        cell = {"fused_missing": row_scores(fused.model, without(tensors, name), batch, answered=answered_missing),
+                "fused_corrupted": row_scores(fused.model, noisy, batch, gated_noisy, answered_noisy),
                 "trained_without": row_scores(reduced.model, rows.tensors(reduced), batch),
                 "best_single": {}, "best_single_input": {}, "best_single_on_eval": {}, "best_single_on_eval_input": {}}
         for task, head in fused.model.tasks.items():
@@ -159,8 +159,8 @@ def one_seed(args: argparse.Namespace, seed: int, rows: EvaluationRows) -> dict:
         result["inputs"][name] = cell
         if gated_noisy:
             result["gated"][f"{name} corrupted"] = gated_noisy[name]
-        if prior_missing:
-            result["prior"][f"{name} missing"], result["prior"][f"{name} corrupted"] = prior_missing, prior_noisy
+        if answered_missing:
+            result["answered"][f"{name} missing"], result["answered"][f"{name} corrupted"] = answered_missing, answered_noisy
         print(json.dumps({"seed": seed, "removed": name, **{
             kind: {t: round(mean(v), 4) for t, v in cell[kind].items()} for kind in (*CONDITIONS, *REFERENCES)}}),
             file=sys.stderr, flush=True)
@@ -239,8 +239,8 @@ def summarise(per_seed: list[dict], greater: dict[str, bool]) -> dict:
 def seed_means(result: dict) -> dict:
     means = lambda scores: {t: round(mean(v), 4) for t, v in scores.items()}  # noqa: E731
     gated = {"treated_as_missing": result["gated"]} if result["gated"]["clean"] else {}
-    if result["prior"]["clean"]:
-        gated["answered_by"] = result["prior"]
+    if result["answered"]["clean"]:
+        gated["answered_by"] = result["answered"]
     return {"clean": means(result["clean"]),
             "inputs": {name: {kind: means(cell[kind]) for kind in (*CONDITIONS, *REFERENCES)}
                        | {key: cell[key] for key in ("best_single_input", "best_single_on_eval_input")}
