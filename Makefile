@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 SIZE ?= 2000
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-slow test-all bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ demo: install
 	$(BIN)/mmcli datasets make shapes data/shapes --size $(SIZE) --seed 0
 	$(BIN)/mmcli run recipes/quickstart.yaml --check
 
+# the fast tier: every unit test and the CLI checks that share one small trained run (minutes)
 test: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# the slow tier: full trainings, kills and resumes, several processes (CI runs both)
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: install
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -43,11 +43,11 @@ import torch
 import yaml
 
 from mmcli.data.loader import split_tensors
-from mmcli.evaluation.predictions import predict_tensors
-from mmcli.evaluation.robustness import corrupt, rows_not_as_usual, without
+from mmcli.evaluation.robustness import corrupt, without
+from mmcli.inference.predictor import run_inference
 from mmcli.recipe.loader import load_recipe, recipe_to_yaml, validate_recipe
-from mmcli.registries import TASKS
-from mmcli.runs import ANSWERED_BY, METRICS_FILE, RECIPE_FILE, TREATED_AS_MISSING
+from mmcli.registries import OBJECTIVES
+from mmcli.runs import METRICS_FILE, RECIPE_FILE
 from mmcli.workflows.finetune import finetune
 from mmcli.workflows.run_dir import manifest_rows, open_run, split_dataset
 
@@ -100,12 +100,12 @@ def row_scores(model, tensors, batch_size, gated: dict | None = None, answered: 
     """Per task, each row's contribution to the main metric (1/0 correct; absolute error). With a
     corruption gate, ``gated`` receives the share of rows it treated as missing, per input; with a
     missing-input fallback, ``answered`` the share of rows answered otherwise than complete rows, per task."""
-    predicted_all = predict_tensors(model, tensors, batch_size, next(model.parameters()).device)
-    predictions = predicted_all["predictions"]
-    for key, sink in ((TREATED_AS_MISSING, gated), (ANSWERED_BY, answered)):
-        if sink is not None and key in predicted_all:
-            sink.update({n: round(float(rows_not_as_usual(model, key, n, v).float().mean()), 4)
-                         for n, v in predicted_all[key].items()})
+    inference = run_inference(model, tensors, batch_size, next(model.parameters()).device)
+    predictions = inference.predictions
+    for key, sink in (("corruption_gate", gated), ("missing_fallback", answered)):
+        if sink is not None and key in model.wrappers:
+            unusual = model.wrappers[key].unusual_rows(inference.reports.get(key, {}))
+            sink.update({n: round(float(rows.float().mean()), 4) for n, rows in unusual.items()})
     scores = {}
     for task, head in model.tasks.items():
         predicted, true = head.metric_inputs(predictions[task], tensors[task])
@@ -150,7 +150,7 @@ def one_seed(args: argparse.Namespace, seed: int, rows: EvaluationRows) -> dict:
                 "trained_without": row_scores(reduced.model, rows.tensors(reduced), batch),
                 "best_single": {}, "best_single_input": {}, "best_single_on_eval": {}, "best_single_on_eval_input": {}}
         for task, head in fused.model.tasks.items():
-            pick = max if head.greater_is_better else min
+            pick = max if head.metrics[head.main_metric] else min
             remaining = [other for other in inputs if other != name]
             best = pick(remaining, key=lambda other: single_validation[other][task])
             cell["best_single"][task], cell["best_single_input"][task] = singles[best][task], best
@@ -288,7 +288,8 @@ def main() -> None:
     rows = EvaluationRows(args.eval_manifest, args.split)
     seeds = [int(s) for s in args.seeds.split(",")]
     per_seed = [one_seed(args, seed, rows) for seed in seeds]
-    greater = {t: TASKS.get(cfg.type).greater_is_better for t, cfg in load_recipe(args.recipe, args.set).tasks.items()}
+    greater = {t: OBJECTIVES.get(cfg.type).metrics[OBJECTIVES.get(cfg.type).main_metric]
+               for t, cfg in load_recipe(args.recipe, args.set).tasks.items()}
     print(json.dumps({"benchmark": "robust_fusion", "recipe": args.recipe, "modality_dropout": args.dropout,
                       "overrides": args.set, "fused_overrides": args.fused, "seeds": seeds,
                       "evaluated_on": args.eval_manifest or f"split {args.split}",

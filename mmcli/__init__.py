@@ -1,3 +1,3 @@
 """mmcli: an end-to-end multimodal machine-learning toolkit (text, image, audio, video)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -17,6 +17,15 @@ DEFAULT_ENCODER = {"text": "transformer", "image": "cnn", "audio": "cnn", "video
 
 FUSIONS: Registry = Registry("fusion", "mmcli.models.fusion")
 
-# Task types: each owns its head, loss, metrics and decoding.
-TASKS: Registry = Registry("task type", "mmcli.models.heads")
 ATTENTIONS: Registry = Registry("attention", "mmcli.models.attention")
+
+# Objectives: supervised task types (``supervised = True``: head, target codec, loss, metrics,
+# decoding; recipe section ``tasks``) and other losses on the representation (section ``objectives``).
+OBJECTIVES: Registry = Registry("objective", "mmcli.objectives")
+
+# How the objectives' losses are combined into the one the optimizer minimises (training.loss_weighting).
+LOSS_WEIGHTINGS: Registry = Registry("loss weighting", "mmcli.weighting")
+
+# Plug-ins: features that read their own recipe keys and add objectives, inference wrappers and
+# training callbacks, so that the backbone, the trainer and the objectives' contract never name them.
+PLUGINS: Registry = Registry("plug-in", "mmcli.plugins")

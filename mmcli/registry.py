@@ -14,6 +14,10 @@ from mmcli.errors import RecipeError
 
 T = TypeVar("T")
 
+# Bumped by every registration, so what is assembled from the registries (the recipe schema) can tell
+# that a component was added after it was built (a test, or a user's own module, registering one).
+generation = 0
+
 
 class Registry(Generic[T]):
     """A named collection of components, each with a config class.
@@ -30,9 +34,11 @@ class Registry(Generic[T]):
 
     def register(self, name: str, config: type) -> Callable[[T], T]:
         def decorate(component: T) -> T:
+            global generation
             if name in self._entries and self._entries[name][0] is not component:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._entries[name] = (component, config)
+            generation += 1
             return component
 
         return decorate

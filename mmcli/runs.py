@@ -12,11 +12,10 @@ RECIPE_FILE = "recipe.yaml"
 ENV_FILE = "env.json"
 PREPROCESSING_FILE = "preprocessing.json"
 METRICS_FILE = "metrics.json"
+CHECKPOINTS = "checkpoints"  # full checkpoints step-N/ (exact resume) and best/
 BEST_CHECKPOINT = "checkpoints/best"
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_INFO = "model.json"
-TREATED_AS_MISSING = "treated_as_missing"  # metrics key per split: input -> rows the corruption gate hid
-ANSWERED_BY = "answered_by"  # metrics key per split: task -> {source: rows} answered by model.missing_fallback
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

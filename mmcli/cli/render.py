@@ -53,21 +53,23 @@ def check_table(rows: list[dict[str, Any]]) -> Table:
 
 def robustness_table(report: dict[str, Any]) -> Table:
     """Per input and task: clean score, score with the input missing, at noise 0.5 and 1.0, relative
-    robustness; with a corruption gate, the share of rows it dropped at noise 1.0; with a missing-input
-    fallback, the share of rows answered by the task's prior or a single-input head with the input missing."""
-    entries = report["inputs"].values()
-    gate = any("treated_as_missing" in entry for entry in entries)
-    prior = any("answered_by" in entry for entry in entries)
+    robustness; per inference wrapper (``report["wrappers"]``), the share of rows it treated otherwise
+    than usual at noise 1.0 and with the input missing (its entry is named by the input or the task)."""
+    keys = report.get("wrappers", [])
     table = Table(title="robustness (main metric per task)")
     columns = ["input", "task", "clean", "missing", "noise 0.5", "noise 1.0", "relative", "effective"]
-    columns += ["gate drops @1.0"] * gate + ["fallback if missing"] * prior
+    columns += [column for key in keys for column in (f"{key} @1.0", f"{key} if missing")]
     for column in columns:
         table.add_column(column, justify="left" if column in ("input", "task") else "right")
     levels = report["levels"]
     for name, entry in report["inputs"].items():
         for task, curve in entry["noise"].items():
-            extra = [_fmt(entry.get("treated_as_missing", [None])[-1])] * gate + \
-                    [_fmt(entry.get("answered_by", {}).get("missing", {}).get(task))] * prior
+            extra = []
+            for key in keys:
+                shares = entry.get(key, {})
+                item = task if task in shares.get("missing", {}) else name
+                noisy = shares.get("noise", {}).get(item)
+                extra += [_fmt(noisy[-1] if noisy else None), _fmt(shares.get("missing", {}).get(item))]
             table.add_row(name, f"{task} ({report['main_metrics'][task]})", _fmt(report["clean"][task]),
                           _fmt(entry["missing"][task]), _fmt(curve[levels.index(0.5)]), _fmt(curve[-1]),
                           _fmt(entry["relative"][task]), _fmt(entry.get("effective", {}).get(task)), *extra)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -67,6 +68,10 @@ def execute(out: OutputMode, work: Callable[[], dict[str, Any]], render: Callabl
         message = f"internal error: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
         _fail(out, message + ("" if out.debug else " (rerun with --debug for the traceback)"), EXIT_RUNTIME)
     code = exit_code(result) if exit_code else 0
+    if os.environ.get("RANK", "0") != "0":  # under a launcher only the main process reports (errors still do)
+        if code:
+            raise typer.Exit(code)
+        return
     if out.json:
         sys.stdout.write(json.dumps({"ok": code == 0, **result}, default=str) + "\n")
     elif render is not None and not out.quiet:

@@ -1,4 +1,6 @@
-"""Fit label encoders on the train split and encode every row's targets, naming bad rows."""
+"""Fit each supervised objective's target codec on the train split and encode every row's targets,
+naming bad rows. The codec comes from the objective's settings (``target_codec()``), so a new task
+type brings its own target encoding without an edit here."""
 
 from __future__ import annotations
 
@@ -10,50 +12,25 @@ import pandas as pd
 from mmcli.errors import DataError
 
 
-class TargetEncoder:
-    """Wraps a label encoder from ``processors.labels`` with the arrow feature of its column."""
-
-    def __init__(self, task_type: str, encoder: Any) -> None:
-        self.task_type = task_type
-        self.encoder = encoder
-
-    def spec(self) -> dict:
-        return self.encoder.spec()
-
-    def feature(self) -> Any:
-        from datasets import Value
-
-        return Value("int64") if self.task_type == "classification" else Value("float32")
-
-
-def _encoder_class(task_type: str) -> Any:
-    from mmcli.data.processors import labels
-
-    classes = {"classification": labels.ClassificationLabels, "regression": labels.RegressionLabels}
-    if task_type not in classes:
-        raise DataError(f"task type '{task_type}' has no label encoder")
-    return classes[task_type]
-
-
-def fit_targets(recipe: Any, train: pd.DataFrame) -> dict[str, TargetEncoder]:
+def fit_targets(recipe: Any, train: pd.DataFrame) -> dict[str, Any]:
+    """task -> fitted codec, fitted on the train rows of its column."""
     targets = {}
     for name, cfg in recipe.tasks.items():
-        encoder = _encoder_class(cfg.type)()
-        values = train[cfg.column].tolist()
+        codec = cfg.target_codec()
         try:
-            encoder.fit(values)
+            codec.fit(train[cfg.column].tolist())
         except (ValueError, TypeError) as error:
             raise DataError(f"tasks.{name}: cannot fit labels from column '{cfg.column}': {error}") from error
-        targets[name] = TargetEncoder(cfg.type, encoder)
+        targets[name] = codec
     return targets
 
 
-def load_targets(recipe: Any, fitted: dict) -> dict[str, TargetEncoder]:
-    return {name: TargetEncoder(cfg.type, _encoder_class(cfg.type).from_spec(fitted["tasks"][name]["spec"]))
-            for name, cfg in recipe.tasks.items()}
+def load_targets(recipe: Any, fitted: dict) -> dict[str, Any]:
+    """task -> codec restored from a run's preprocessing.json (never refitted)."""
+    return {name: cfg.target_codec(fitted["tasks"][name]["spec"]) for name, cfg in recipe.tasks.items()}
 
 
-def encode_targets(recipe: Any, table: pd.DataFrame, targets: dict[str, TargetEncoder],
+def encode_targets(recipe: Any, table: pd.DataFrame, targets: dict[str, Any],
                    required: bool = True) -> tuple[dict[str, np.ndarray], dict[int, str]]:
     """Encode every task's column; return arrays and {row: reason} for rows with unusable labels.
 
@@ -75,20 +52,19 @@ def encode_targets(recipe: Any, table: pd.DataFrame, targets: dict[str, TargetEn
     return encoded, {row: "; ".join(reasons) for row, reasons in errors.items()}
 
 
-def _encode_rows(target: TargetEncoder, values: list[Any]) -> tuple[np.ndarray, dict[int, str]]:
+def _encode_rows(codec: Any, values: list[Any]) -> tuple[np.ndarray, dict[int, str]]:
     """Encode all values at once; on failure, find each bad row so none is dropped silently."""
     from mmcli.data.processors.base import MediaError
 
     try:
-        return target.encoder.encode(values), {}
+        return codec.encode(values), {}
     except MediaError:
         pass
-    fill = -100 if target.task_type == "classification" else float("nan")
     encoded, bad = [], {}
     for row, value in enumerate(values):
         try:
-            encoded.append(target.encoder.encode([value])[0])
+            encoded.append(codec.encode([value])[0])
         except MediaError as error:
             bad[row] = str(error)
-            encoded.append(fill)
-    return np.asarray(encoded, dtype=np.int64 if target.task_type == "classification" else np.float32), bad
+            encoded.append(codec.missing)
+    return np.asarray(encoded, dtype=codec.dtype), bad

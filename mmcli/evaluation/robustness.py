@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from mmcli.data.corruption import corrupt_rows
-from mmcli.models.missing_fallback import MODEL
-from mmcli.runs import ANSWERED_BY, TREATED_AS_MISSING, atomic_write_bytes
+from mmcli.runs import atomic_write_bytes
 
 LEVELS = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -51,62 +50,51 @@ def effective_robustness(curve: list[float], reference: list[float]) -> float:
 def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dict[str, torch.Tensor],
                       batch_size: int, seed: int = 0, reference: dict | None = None) -> dict[str, Any]:
     """{input: {"missing": {task: score}, "noise": {task: [score per level]}, "relative": {...}, "effective": {...}}}
-    using each task's main metric. A model with a corruption gate adds, per input, ``treated_as_missing``:
-    the share of rows whose input the gate dropped, per level; one with a missing-input fallback adds
-    ``answered_by``: ``{"missing": {task: share}, "noise": {task: [share per level]}}``, the share of rows
-    a task answered otherwise than rows with every input present (its prior, a single-input head...)."""
-    from mmcli.evaluation.predictions import predict_tensors, task_metrics
+    using each task's main metric. Each inference wrapper adds, per input, under its key, the share of
+    rows it treated otherwise than a row with every input present, with the input missing and per
+    noise level: ``{"missing": {name: share}, "noise": {name: [share per level]}}`` (name: an input for
+    the corruption gate's drops, a task for the missing-input fallback's answers)."""
+    from mmcli.evaluation.scoring import objective_metrics
+    from mmcli.inference.predictor import run_inference
 
     device = next(model.parameters()).device
 
     def scores(data: dict[str, torch.Tensor]) -> tuple[dict[str, float | None], dict[str, dict[str, float]]]:
-        """(main metric per task, {TREATED_AS_MISSING: {input: share}, ANSWERED_BY: {task: share}})."""
-        evaluated = predict_tensors(model, data, batch_size, device)
-        measured = task_metrics(model, evaluated["predictions"], data)
-        shares = {key: {k: round(float(rows_not_as_usual(model, key, k, v).float().mean()), 4)
-                        for k, v in evaluated[key].items()}
-                  for key in (TREATED_AS_MISSING, ANSWERED_BY) if key in evaluated}
-        return {task: measured[task][head.main_metric] for task, head in model.tasks.items() if task in measured}, shares
+        """(main metric per task, {wrapper key: {name: share of unusual rows}})."""
+        inference = run_inference(model, data, batch_size, device)
+        measured = objective_metrics(model, inference, data)
+        shares = {wrapper.key: {name: round(float(rows.float().mean()), 4)
+                                for name, rows in wrapper.unusual_rows(inference.reports.get(key, {})).items()}
+                  for key, wrapper in model.wrappers.items()}
+        main = {task: measured[task][objective.main_metric] for task, objective in model.tasks.items() if task in measured}
+        return main, shares
 
     report: dict[str, Any] = {"levels": list(LEVELS), "clean": scores(tensors)[0], "inputs": {}}
     for index, (name, cfg) in enumerate(recipe.inputs.items()):
         spec = preprocessing["inputs"][name]["spec"]
         curves: dict[str, list] = {task: [] for task in report["clean"]}
-        gated: list[float] = []
-        prior: dict[str, list[float]] = {task: [] for task in report["clean"]}
+        noisy_shares: dict[str, dict[str, list[float]]] = {}
         for level in LEVELS:
             generator = torch.Generator().manual_seed(seed * 1000 + index * 100 + int(level * 10))
             values, shares = scores(corrupt(tensors, name, cfg.modality, spec, level, generator))
             for task, value in values.items():
                 curves[task].append(value)
-            if TREATED_AS_MISSING in shares:
-                gated.append(shares[TREATED_AS_MISSING][name])
-            for task, share in shares.get(ANSWERED_BY, {}).items():
-                prior[task].append(share)
+            for key, per_name in shares.items():
+                for item, share in per_name.items():
+                    noisy_shares.setdefault(key, {}).setdefault(item, []).append(share)
         missing, missing_shares = scores(without(tensors, name))
         entry = {"missing": missing, "noise": curves,
                  "relative": {t: relative_robustness(c) if None not in c else None for t, c in curves.items()}}
-        if gated:
-            entry[TREATED_AS_MISSING] = gated
-        if ANSWERED_BY in missing_shares:
-            entry[ANSWERED_BY] = {"missing": missing_shares[ANSWERED_BY], "noise": prior}
+        for key, per_name in missing_shares.items():
+            entry[key] = {"missing": per_name, "noise": noisy_shares.get(key, {})}
         if reference is not None:
             ref = reference["inputs"].get(name, {}).get("noise", {})
             entry["effective"] = {t: effective_robustness(c, ref[t]) if t in ref and None not in c else None
                                   for t, c in curves.items()}
         report["inputs"][name] = entry
-    report["main_metrics"] = {task: head.main_metric for task, head in model.tasks.items()}
+    report["main_metrics"] = {task: objective.main_metric for task, objective in model.tasks.items()}
+    report["wrappers"] = [wrapper.key for wrapper in model.wrappers.values()]
     return report
-
-
-def rows_not_as_usual(model: Any, key: str, name: str, values: torch.Tensor) -> torch.Tensor:
-    """``[N]`` bool for one entry (input or task ``name``) of a ``predict_tensors`` report: gate flags as
-    they are (rows whose input was dropped); a task's fallback source codes -> rows answered otherwise
-    than a row with every input present is (by the fused model, or as ``complete_rows`` decided)."""
-    if key != ANSWERED_BY:
-        return values
-    fallback = model.missing_fallback
-    return values != int(fallback.when_complete[fallback.task_names.index(name)])
 
 
 def plot_robustness(report: dict[str, Any], path: Path) -> Path:

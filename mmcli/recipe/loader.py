@@ -13,7 +13,7 @@ from mmcli.recipe.overrides import apply_overrides
 
 # Registry kinds named by the key that holds a ``type`` (or ``modality``) tag.
 _TAG_KINDS = {"fusion": "fusion", "encoder": "encoder", "attention": "attention", "tasks": "task type",
-              "inputs": "modality"}
+              "objectives": "objective", "loss_weighting": "loss weighting", "inputs": "modality"}
 
 
 def builtin_recipes_dir() -> Path:

@@ -1,8 +1,9 @@
 """The recipe schema, assembled from the registries.
 
-Inputs are a union discriminated on ``modality``; encoders, fusions and tasks are unions
-discriminated on ``type``; so validation and ``mmcli recipes schema`` always list exactly
-what is registered.
+Inputs are a union discriminated on ``modality``; encoders, fusions, tasks, objectives and loss
+weightings are unions discriminated on ``type``; plug-ins add their ``model`` keys. So validation
+and ``mmcli recipes schema`` always list exactly what is registered, also a component registered
+after the schema was first built (it is rebuilt).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import functools
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, create_model, model_validator
+from pydantic import BeforeValidator, Field, create_model, model_validator
 
 from mmcli.config import Settings
-from mmcli.registries import ATTENTIONS, DEFAULT_ENCODER, ENCODERS, FUSIONS, MODALITIES, PROCESSORS, TASKS
+from mmcli import registry
+from mmcli.models.backbone import SharedSpaceSettings
+from mmcli.registries import (ATTENTIONS, DEFAULT_ENCODER, ENCODERS, FUSIONS, LOSS_WEIGHTINGS, MODALITIES, OBJECTIVES,
+                              PLUGINS, PROCESSORS)
 
 
 class DataSettings(Settings):
@@ -38,10 +42,12 @@ class DataSettings(Settings):
         return self
 
 
-COMBINED_LOSS = "loss"  # training.monitor value: the weighted validation loss of all tasks
+COMBINED_LOSS = "loss"  # training.monitor value: the weighted validation loss of the objectives
 
 
-class TrainingSettings(Settings):
+class TrainingSettingsBase(Settings):
+    """``training`` keys; ``loss_weighting`` (a registry union) is added in :func:`recipe_model`."""
+
     epochs: int = Field(10, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
     batch_size: int = Field(64, ge=1)
@@ -51,9 +57,10 @@ class TrainingSettings(Settings):
     warmup_ratio: float = Field(0.05, ge=0, le=1)
     grad_clip: float | None = Field(1.0, gt=0)
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without improvement before stopping")
-    monitor: str | None = Field(None, description="what selects the best checkpoint and drives early stopping: TASK.METRIC, "
-                                                  "or 'loss' for the weighted validation loss of all tasks (default: the "
-                                                  "first task's main metric)")
+    monitor: str | None = Field(None, description="what selects the best checkpoint and drives early stopping: "
+                                                  "OBJECTIVE.METRIC (a task or an objective), or 'loss' for the weighted "
+                                                  "validation loss of the objectives (default: the first task's main "
+                                                  "metric, or 'loss' without tasks)")
     modality_dropout: float = Field(0.0, ge=0, lt=1, description="hide each input for this share of training rows (never all of a row's inputs)")
     modality_noise: float = Field(0.0, ge=0, lt=1, description="corrupt each input for this share of training rows, at a "
                                   "random noise level (the noise model of evaluate --robustness)")
@@ -64,26 +71,9 @@ class TrainingSettings(Settings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-class CorruptionGateSettings(Settings):
-    rate: float = Field(0.25, gt=0, lt=1, description="share of training rows of each input copied and corrupted to "
-                        "train its detector (the copies never reach the task heads)")
-    min_level: float = Field(0.0, ge=0, le=1, description="training corruption levels are drawn from [min_level, 1] "
-                             "(the noise model of evaluate --robustness)")
-    margin: float = Field(0.1, ge=0, lt=1, description="at inference an input is treated as missing when its "
-                          "detector expects the fused loss without it to be at least this fraction lower than with it")
-
-
-class MissingFallbackSettings(Settings):
-    confidence: float = Field(0.95, ge=0.5, lt=1, description="one-sided confidence (paired over validation rows) "
-                              "with which the fused model must beat a task's prior to keep answering it with an "
-                              "input missing, and a single-input head must beat the fused model to replace it")
-    complete_rows: bool = Field(True, description="also decide for rows with every input present: the fused model, "
-                                "or its average with a single-input head where that has the lower validation loss")
-
-
 class ExpectedMetric(Settings):
     split: str = "test"
-    task: str
+    task: str = Field(description="a task or an objective")
     metric: str
     value: float
     tolerance: float = Field(ge=0)
@@ -119,65 +109,101 @@ def _input_model(modality: str) -> type:
     )
 
 
-@functools.cache
+def _named_string(data: Any) -> Any:
+    # `loss_weighting: static` is short for `loss_weighting: {type: static}`
+    return {"type": data} if isinstance(data, str) else data
+
+
+def _objective_configs(supervised: bool) -> list[type]:
+    return [config for name, config in zip(OBJECTIVES.names(), OBJECTIVES.configs())
+            if OBJECTIVES.get(name).supervised == supervised]
+
+
+def _none_registered(data: Any) -> Any:
+    shown = data.get("type") if isinstance(data, dict) else data
+    raise ValueError(f"unknown objective {shown!r} (no objective without a target column is registered)")
+
+
+def _optional_union(configs: list[type], tag: str) -> Any:
+    """A tagged union of ``configs``; with none registered, every entry is an error."""
+    return _tagged_union(configs, tag) if configs else Annotated[Any, BeforeValidator(_none_registered)]
+
+
 def recipe_model() -> type:
-    """Build the Recipe model from what is registered now (imports the component packages)."""
+    """The Recipe model for what is registered now (imports the component packages); rebuilt when
+    a component was registered since."""
     PROCESSORS.names()
+    for registered in (OBJECTIVES, LOSS_WEIGHTINGS, PLUGINS, FUSIONS, ATTENTIONS):
+        registered.names()
+    return _recipe_model(registry.generation)
+
+
+@functools.cache
+def _recipe_model(generation: int) -> type:
     inputs = _tagged_union([_input_model(m) for m in MODALITIES if m in PROCESSORS], "modality")
-    tasks = _tagged_union(TASKS.configs(), "type")
+    tasks = _tagged_union(_objective_configs(supervised=True), "type")
+    unsupervised = _objective_configs(supervised=False)
     fusion = _tagged_union(FUSIONS.configs(), "type")
+    weighting = Annotated[_tagged_union(LOSS_WEIGHTINGS.configs(), "type"), BeforeValidator(_named_string)]
+    plugin_fields: dict[str, Any] = {}
+    for name in PLUGINS.names():
+        plugin_fields.update(PLUGINS.get(name).model_settings)
 
     model_settings = create_model(
         "ModelSettings",
         __base__=Settings,
         hidden_size=(int, Field(64, ge=4)),
-        dropout=(float, Field(0.1, ge=0, lt=1)),
-        unimodal_loss=(float, Field(0.0, ge=0, description=(
-            "weight of auxiliary unimodal losses: a head per (input, task) on each encoder's own vector, trained "
-            "with the fused heads on the rows where that input is present (0 = off). Every encoder then learns what "
-            "its input predicts alone, which counters one modality drowning out the others and keeps the fused "
-            "model useful when an input goes missing"))),
-        corruption_gate=(
-            Union[CorruptionGateSettings, None],
-            Field(None, description="a detector per input, trained on corrupted copies of training rows, that makes "
-                                    "the model treat an input it judges corrupted as missing (default: none)"),
-        ),
-        missing_fallback=(
-            Union[MissingFallbackSettings, None],
-            Field(None, description="after training, measure on the validation split what answers each task best "
-                                    "when an input is missing (the fused model, its prior, or the single-input head "
-                                    "of a remaining input, with model.unimodal_loss) and answer from it (default: off)"),
-        ),
+        dropout=(float, Field(0.1, ge=0, lt=1, description="dropout on the fused vector, before the task heads "
+                                                          "(each head also has its own, tasks.NAME.dropout)")),
         fusion=(fusion, Field(default_factory=lambda: {"type": "concat"}, validate_default=True)),
         attention=(
             Union[_tagged_union(ATTENTIONS.configs(), "type"), None],
             Field(None, description="cross-modal attention block applied to the encoder outputs before fusion "
                                     "(default: none)"),
         ),
+        shared_space=(Union[SharedSpaceSettings, None],
+                      Field(None, description="project every input's pooled vector into one shared space "
+                                              "(objectives that compare inputs read it; default: none)")),
+        **plugin_fields,
     )
+    training_settings = create_model(
+        "TrainingSettings",
+        __base__=TrainingSettingsBase,
+        loss_weighting=(weighting, Field(default_factory=lambda: {"type": "static"}, validate_default=True,
+                                         description="how the objectives' losses are combined (default: static, "
+                                                     "each objective's weight)")),
+    )
+    plugins = [PLUGINS.get(name)() for name in PLUGINS.names()]
 
     def check_references(recipe: Any) -> Any:
         if not recipe.inputs:
             raise ValueError("inputs: at least one input is needed")
-        if not recipe.tasks:
-            raise ValueError("tasks: at least one task is needed")
-        for section, names in (("inputs", recipe.inputs), ("tasks", recipe.tasks)):
+        if not recipe.tasks and not recipe.objectives:
+            raise ValueError("tasks: at least one task or objective is needed (a recipe without labels uses "
+                             "'objectives:')")
+        for section, names in (("inputs", recipe.inputs), ("tasks", recipe.tasks), ("objectives", recipe.objectives)):
             for name in names:
                 if not NAME.fullmatch(name):
                     raise ValueError(f"{section}.{name}: names may use letters, digits, '_' and '-' and start with a letter")
         # inputs and tasks share the batch dictionary (x, x_mask, task), so their names must not collide
         taken = {key for name in recipe.inputs for key in (name, f"{name}_mask")}
-        for name in recipe.tasks:
-            if name in taken:
-                raise ValueError(f"tasks.{name}: the name is already used by an input (rename the task or the input)")
+        for section, names in (("tasks", recipe.tasks), ("objectives", recipe.objectives)):
+            for name in names:
+                if name in taken:
+                    raise ValueError(f"{section}.{name}: the name is already used by an input or a task "
+                                     f"(rename one of them)")
+                taken.add(name)
+        known = [*recipe.tasks, *recipe.objectives]
         monitor = recipe.training.monitor
         if monitor is not None and monitor != COMBINED_LOSS:
-            task = monitor.split(".")[0]
-            if task not in recipe.tasks:
-                raise ValueError(f"training.monitor: unknown task '{task}' (known: {', '.join(recipe.tasks)})")
+            target = monitor.split(".")[0]
+            if target not in known:
+                raise ValueError(f"training.monitor: unknown task or objective '{target}' (known: {', '.join(known)})")
         for i, item in enumerate(recipe.expected):
-            if item.task not in recipe.tasks:
-                raise ValueError(f"expected.{i}.task: unknown task '{item.task}' (known: {', '.join(recipe.tasks)})")
+            if item.task not in known:
+                raise ValueError(f"expected.{i}.task: unknown task or objective '{item.task}' (known: {', '.join(known)})")
+        for plugin in plugins:
+            plugin.check(recipe)
         return recipe
 
     recipe = create_model(
@@ -190,9 +216,12 @@ def recipe_model() -> type:
         output_dir=(str, "runs"),
         data=(DataSettings, ...),
         inputs=(dict[str, inputs], Field(..., description="input name -> modality, column, preprocessing, encoder")),
-        tasks=(dict[str, tasks], Field(..., description="task name -> type, column, loss weight, head")),
+        tasks=(dict[str, tasks], Field(default_factory=dict, description="task name -> type, column, loss weight, head")),
+        objectives=(dict[str, _optional_union(unsupervised, "type")],
+                    Field(default_factory=dict, description="objective name -> type, weight, settings: losses "
+                                                            "without a target column (pretraining, invariance)")),
         model=(model_settings, Field(default_factory=model_settings)),
-        training=(TrainingSettings, Field(default_factory=TrainingSettings)),
+        training=(training_settings, Field(default_factory=training_settings)),
         evaluation=(EvaluationSettings, Field(default_factory=EvaluationSettings)),
         expected=(list[ExpectedMetric], Field(default_factory=list, description="metrics this recipe reproduces")),
         sweep=(list[dict[str, list[Any]]], Field(default_factory=list, description="grids of key.path -> values for 'mmcli run --sweep' (each grid's combinations, grids one after another)")),

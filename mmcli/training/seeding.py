@@ -11,8 +11,3 @@ def seed_everything(seed: int) -> None:
     set_seed(seed, deterministic=False)
     # Deterministic kernels where PyTorch has them; warn (not fail) where it does not.
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """Shuffling order depends only on (seed, epoch): a resumed run sees the same batches."""
-    return torch.Generator().manual_seed(seed * 100_003 + epoch)

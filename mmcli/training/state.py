@@ -4,7 +4,12 @@ A checkpoint is a folder ``checkpoints/step-N/`` holding ``model.safetensors``,
 ``optimizer.safetensors`` (every optimizer tensor), ``rng.safetensors`` (torch RNG states)
 and ``trainer_state.json`` (everything else, JSON). It is written into a temporary folder and
 renamed into place, so a kill during a save leaves the previous checkpoints intact and a
-``step-N`` folder is always complete. Never pickle.
+``step-N`` folder is always complete. Old checkpoints are pruned by renaming them to a hidden
+name first and deleting that, so a kill mid-delete never leaves a half-deleted ``step-N``; what
+a kill leaves behind (hidden staging or pruned folders) is cleaned at the next save. Never pickle.
+
+Under data parallelism the RNG states saved are rank 0's; a resumed multi-process run restores them
+on every rank (its dropout draws then differ from the uninterrupted run's on the other ranks).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
 PREFIX = "step-"
+TRASH = ".pruned-"  # a checkpoint being deleted: renamed first, so a kill never leaves half of one
+FORMAT = 2  # trainer_state.json layout (1: mmcli 0.1, before the backbone/objectives split)
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -90,19 +97,41 @@ def save_training_state(folder: Path, step: int, model: torch.nn.Module, optimiz
         atomic_write_bytes(staging / OPTIMIZER_FILE, save_safetensors(optimizer_tensors))
         rng_tensors, rng_meta = _rng_tensors()
         atomic_write_bytes(staging / RNG_FILE, save_safetensors(rng_tensors))
-        atomic_write_json(staging / STATE_FILE, {"step": step, "progress": progress, "optimizer": optimizer_meta,
-                                                 "scheduler": scheduler.state_dict(), "rng": rng_meta})
+        atomic_write_json(staging / STATE_FILE, {"format": FORMAT, "step": step, "progress": progress,
+                                                 "optimizer": optimizer_meta, "scheduler": scheduler.state_dict(),
+                                                 "rng": rng_meta})
         target = folder / f"{PREFIX}{step}"
         if target.exists():
-            shutil.rmtree(target)
+            _discard(target)
         os.replace(staging, target)
         _fsync_dir(folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
+    clean_stale(folder)
     return target
+
+
+def _discard(path: Path) -> None:
+    """Delete a checkpoint folder: rename it out of the ``step-N`` namespace, then delete."""
+    trash = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{TRASH}{path.name}."))
+    os.replace(path, trash / path.name)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def clean_stale(folder: Path) -> None:
+    """Remove what killed saves and prunes leave: hidden staging and pruned folders, and ``step-N``
+    folders without their state file (only a delete interrupted before this version could leave one)."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if not path.is_dir():
+            continue
+        partial = path.name.startswith(PREFIX) and not (path / STATE_FILE).is_file()
+        if path.name.startswith((f".{PREFIX}", TRASH)) or partial:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -126,6 +155,10 @@ def load_training_state(checkpoint: Path, model: torch.nn.Module, optimizer: tor
     """Restore everything saved by save_training_state; returns the trainer's progress record."""
     try:
         meta = json.loads((checkpoint / STATE_FILE).read_text())
+        if meta.get("format", 1) != FORMAT:
+            raise DataError(f"{checkpoint}: written by mmcli 0.1 (checkpoint format {meta.get('format', 1)}); this "
+                            f"mmcli resumes format {FORMAT} only", hint="start a new run (its best model still "
+                            "evaluates and predicts)")
         model.load_state_dict(load_safetensors((checkpoint / MODEL_WEIGHTS).read_bytes()), strict=True)
         _restore_optimizer(optimizer, load_safetensors((checkpoint / OPTIMIZER_FILE).read_bytes()), meta["optimizer"])
         scheduler.load_state_dict(meta["scheduler"])

@@ -1,4 +1,5 @@
-"""encode: pooled per-input and fused embeddings of a split, to safetensors or Parquet."""
+"""encode: pooled per-input, shared-space (with ``model.shared_space``) and fused embeddings of a split, to
+safetensors or Parquet."""
 
 from __future__ import annotations
 
@@ -13,16 +14,18 @@ from mmcli.runs import atomic_write_bytes
 def encode_run(run_dir: str | Path, split: str = "test", output: str | Path | None = None,
                num_proc: int = 1, quiet: bool = True) -> dict[str, Any]:
     from mmcli.data.loader import split_tensors
-    from mmcli.evaluation.predictions import predict_tensors
+    from mmcli.inference.predictor import run_inference
     from mmcli.workflows.run_dir import open_run, split_dataset
 
     run = open_run(run_dir)
     dataset = split_dataset(run, split, num_proc, quiet)
     tensors = split_tensors(dataset, list(run.recipe.inputs), list(run.recipe.tasks))
     device = next(run.model.parameters()).device
-    result = predict_tensors(run.model, tensors, run.recipe.training.eval_batch_size, device, keep=("encoded", "fused"))
-    embeddings = {f"input.{name}": value for name, value in result["encoded"].items()}
-    embeddings["fused"] = result["fused"]
+    result = run_inference(run.model, tensors, run.recipe.training.eval_batch_size, device,
+                           keep=("pooled", "fused", "shared"))
+    embeddings = {f"input.{name}": value for name, value in result.pooled.items()}
+    embeddings.update({f"shared.{name}": value for name, value in result.shared.items()})
+    embeddings["fused"] = result.fused
     ids = list(dataset["__id__"])
     output = Path(output) if output else run.run_dir / f"embeddings-{split}.safetensors"
     if output.suffix == ".safetensors":

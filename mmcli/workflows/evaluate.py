@@ -26,7 +26,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", num_proc: int = 1, qu
     same split is the baseline curve for effective robustness. ``manifest``: evaluate every row of
     another labelled manifest instead (an external test set, decoded with the run's processors);
     its results are stored under ``external-NAME`` (see ``external_split_name``)."""
-    from mmcli.evaluation.predictions import evaluate_splits
+    from mmcli.evaluation.scoring import evaluate_splits
     from mmcli.workflows.run_dir import manifest_rows, open_run, split_dataset
 
     run = open_run(run_dir)

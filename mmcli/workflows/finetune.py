@@ -32,11 +32,21 @@ def run_directory(recipe: Any, run_dir: str | Path | None = None) -> Path:
 
 
 def finetune(recipe: Any, run_dir: str | Path | None = None, num_proc: int = 1, show_progress: bool = True,
-             argv: list[str] | None = None, resume: bool = False) -> dict[str, Any]:
-    """Train and evaluate; with ``resume``, continue the run directory's newest checkpoint."""
+             argv: list[str] | None = None, resume: bool = False, callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train and evaluate; with ``resume``, continue the run directory's newest checkpoint.
+
+    Under a launcher (``torchrun --nproc_per_node N -m mmcli finetune ...``) every process trains on
+    its share of each batch; only the main process takes the run lock, writes the run directory and
+    evaluates, and the others return ``{"run_dir", "process"}``. ``callbacks``: training callbacks added to
+    the recipe's own (:mod:`mmcli.training.callbacks`)."""
+    from mmcli.training.distributed import process_state
+
     run_dir = run_directory(recipe, run_dir)
+    processes = process_state(recipe)
+    if not processes.is_main_process:
+        return _finetune(recipe, run_dir, num_proc, show_progress, argv, resume, processes, callbacks)
     with run_lock(run_dir, "finetune"):
-        return _finetune(recipe, run_dir, num_proc, show_progress, argv, resume)
+        return _finetune(recipe, run_dir, num_proc, show_progress, argv, resume, processes, callbacks)
 
 
 def _check_same_recipe(recipe: Any, run_dir: Path) -> None:
@@ -55,45 +65,42 @@ def _check_same_recipe(recipe: Any, run_dir: Path) -> None:
 
 
 def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, argv: list[str] | None,
-              resume: bool) -> dict[str, Any]:
+              resume: bool, processes: Any, callbacks: list[Any] | None) -> dict[str, Any]:
     from mmcli.data.preprocess import preprocess
-    from mmcli.evaluation.predictions import evaluate_splits
-    from mmcli.models.multimodal import build_model
+    from mmcli.evaluation.scoring import evaluate_splits
+    from mmcli.model import build_model
     from mmcli.training.seeding import seed_everything
     from mmcli.training.trainer import train
 
+    main = processes.is_main_process
     if resume:
         _check_same_recipe(recipe, run_dir)
-    else:
+    elif main:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a new run never mixes with an old one's checkpoints
-    atomic_write_text(run_dir / RECIPE_FILE, recipe_to_yaml(recipe))
-    atomic_write_json(run_dir / ENV_FILE, environment_record(recipe.seed, argv))
-
-    prepared = preprocess(recipe, num_proc=num_proc, quiet=not show_progress)
-    atomic_write_json(run_dir / PREPROCESSING_FILE, prepared.preprocessing)
-    atomic_write_json(run_dir / "data.json", {"cache": str(prepared.cache_dir.resolve()), **prepared.summary()})
-    shutil.copyfile(prepared.errors_file, run_dir / "errors.jsonl")
+    if main:
+        atomic_write_text(run_dir / RECIPE_FILE, recipe_to_yaml(recipe))
+        atomic_write_json(run_dir / ENV_FILE, environment_record(recipe.seed, argv))
+    with processes.main_process_first():  # one process writes the cache, the others then read it
+        prepared = preprocess(recipe, num_proc=num_proc, quiet=not (show_progress and main))
+    if main:
+        atomic_write_json(run_dir / PREPROCESSING_FILE, prepared.preprocessing)
+        atomic_write_json(run_dir / "data.json", {"cache": str(prepared.cache_dir.resolve()), **prepared.summary()})
+        shutil.copyfile(prepared.errors_file, run_dir / "errors.jsonl")
     datasets = prepared.load()
 
     seed_everything(recipe.seed)
     model = build_model(recipe, prepared.preprocessing)
     result = train(recipe, model, datasets, run_dir, show_progress=show_progress, resume=resume,
-                   preprocessing=prepared.preprocessing)
+                   preprocessing=prepared.preprocessing, extra_callbacks=callbacks)
+    if not main:
+        return {"run_dir": str(run_dir), "process": processes.process_index}
     splits = [s for s in recipe.evaluation.splits if s in datasets]
     metrics = evaluate_splits(model, recipe, datasets, splits)
     metrics["training"] = {"monitor": result.monitor, "best_score": result.best_score, "best_epoch": result.best_epoch,
                            "epochs": result.epochs_run, "steps": result.steps, "stopped_early": result.stopped_early,
                            "seconds": round(result.seconds, 2), "parameters": sum(p.numel() for p in model.parameters()),
                            "skipped_batches": result.skipped_batches, "resumed_from": result.resumed_from,
-                           "peak_memory_mb": peak_memory_mb()}
-    if result.missing_fallback is not None:  # missing input -> {task: what answers it instead of the fused model}
-        metrics["training"]["missing_fallback"] = {
-            name: {task: decision["answers"] for task, decision in tasks.items() if decision["answers"] != "model"}
-            for name, tasks in result.missing_fallback["inputs"].items()}
-        if "complete" in result.missing_fallback:  # rows with every input present: {task: what answers instead}
-            metrics["training"]["complete_rows"] = {task: decision["answers"] for task, decision
-                                                    in result.missing_fallback["complete"].items()
-                                                    if decision["answers"] != "model"}
+                           "processes": result.processes, "peak_memory_mb": peak_memory_mb(), **result.extras}
     atomic_write_json(run_dir / METRICS_FILE, metrics)
     return {"run_dir": str(run_dir), "preprocess": prepared.summary(), "metrics": metrics,
             "skipped": prepared.skipped}

@@ -8,8 +8,7 @@ from typing import Any
 import pandas as pd
 
 from mmcli.errors import DataError
-from mmcli.models.missing_fallback import MODEL
-from mmcli.runs import ANSWERED_BY, TREATED_AS_MISSING, atomic_write_jsonl
+from mmcli.runs import atomic_write_jsonl
 
 PREDICT_SPLIT = "predict"
 
@@ -34,7 +33,7 @@ def _sample_table(recipe: Any, sample: dict[str, str]) -> tuple[Any, pd.DataFram
 def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample: dict[str, str] | None = None,
                 output: str | Path | None = None, num_proc: int = 1, quiet: bool = True) -> dict[str, Any]:
     from mmcli.data.loader import split_tensors
-    from mmcli.evaluation.predictions import predict_tensors
+    from mmcli.inference.predictor import run_inference
     from mmcli.workflows.run_dir import decode_rows, manifest_rows, open_run
 
     run = open_run(run_dir)
@@ -49,18 +48,13 @@ def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample:
     recipe, dataset, ids, kept = run.recipe, rows_in.dataset, rows_in.ids, rows_in.kept
     tensors = split_tensors(dataset, list(recipe.inputs), [t for t in recipe.tasks if t in dataset.column_names])
     device = next(run.model.parameters()).device
-    predicted = predict_tensors(run.model, tensors, recipe.training.eval_batch_size, device)
-    decoded = {task: run.model.tasks[task].decode(value) for task, value in predicted["predictions"].items()}
+    inference = run_inference(run.model, tensors, recipe.training.eval_batch_size, device)
+    decoded = {task: run.model.tasks[task].decode(value) for task, value in inference.predictions.items()}
     rows = [{"id": ids[row], "row": int(row), **{task: decoded[task][i] for task in decoded}} for i, row in enumerate(kept)]
-    if TREATED_AS_MISSING in predicted:  # the corruption gate's verdict is part of the prediction
-        gated = predicted[TREATED_AS_MISSING]
+    for name, wrapper in run.model.wrappers.items():  # what a wrapper did to a row is part of its prediction
+        report = inference.reports.get(name, {})
         for i, row in enumerate(rows):
-            row[TREATED_AS_MISSING] = [name for name, flags in gated.items() if bool(flags[i])]
-    if ANSWERED_BY in predicted:  # so is what answered a task when not the fused model alone
-        answered, fallback = predicted[ANSWERED_BY], run.model.missing_fallback
-        for i, row in enumerate(rows):
-            row[ANSWERED_BY] = {task: fallback.source_name(int(codes[i])) for task, codes in answered.items()
-                                if int(codes[i]) != MODEL}
+            row.update(wrapper.row_fields(report, i))
     output = Path(output) if output else run.run_dir / "predictions.jsonl"
     atomic_write_jsonl(output, rows)
     if rows_in.records:

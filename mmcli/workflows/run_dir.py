@@ -27,7 +27,7 @@ class LoadedRun:
 
 
 def open_run(run_dir: str | Path) -> LoadedRun:
-    from mmcli.models.multimodal import build_model
+    from mmcli.model import build_model
     from mmcli.training.checkpoint import load_weights
 
     run_dir = Path(run_dir)

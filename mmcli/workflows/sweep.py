@@ -17,7 +17,6 @@ from typing import Any
 import yaml
 
 from mmcli.errors import RecipeError
-from mmcli.runs import ANSWERED_BY, TREATED_AS_MISSING
 
 
 def split_values(text: str) -> list[str]:
@@ -108,13 +107,14 @@ def run_sweep(recipe_path: str, recipe: Any, base_overrides: list[str], grids: l
             rows.append(run_variant(recipe_path, base_overrides, overrides, f"{recipe.name}-sweep-{index:02d}", num_proc))
             advance(1)
     split = next((s for s in recipe.evaluation.splits if s != recipe.data.validation_split), recipe.evaluation.splits[-1])
-    return {"sweep": rows, "split": split, "main_metrics": _main_metrics(rows)}
+    return {"sweep": rows, "split": split, "main_metrics": _main_metrics(rows, [*recipe.tasks, *recipe.objectives])}
 
 
-def _main_metrics(rows: list[dict[str, Any]]) -> dict[str, str]:
+def _main_metrics(rows: list[dict[str, Any]], objectives: list[str]) -> dict[str, str]:
+    """objective -> the first metric it reports (its main one), for the sweep table's columns."""
     for row in rows:
         if row.get("ok"):
             for split_metrics in row["metrics"].values():
-                return {task: next(iter(m)) for task, m in split_metrics.items()
-                        if isinstance(m, dict) and m and task not in (TREATED_AS_MISSING, ANSWERED_BY)}
+                return {name: next(iter(m)) for name, m in split_metrics.items()
+                        if name in objectives and isinstance(m, dict) and m}
     return {}

@@ -57,6 +57,7 @@ def _broken_manifest(workspace: Path) -> tuple[Path, list[str]]:
     return target, [rows[missing_row]["id"], rows[truncated_row]["id"]]
 
 
+@pytest.mark.slow
 def test_bad_rows_fail_by_default_and_are_skipped_on_request(small_workspace):
     manifest, bad_ids = _broken_manifest(small_workspace)
     args = ["finetune", "recipes/quickstart.yaml", f"data.manifest={manifest}", "name=broken", *FAST]
@@ -82,6 +83,7 @@ def small_run(small_workspace):
     return small_workspace / "runs" / "small"
 
 
+@pytest.mark.slow
 def test_same_command_twice_gives_identical_metrics(small_workspace, small_run):
     # A fresh process, a fresh preprocessing cache (tokenizer, statistics refitted) and progress
     # bars on instead of --json: none of them may change a single number.
@@ -116,6 +118,7 @@ def test_predict_manifest_and_single_sample(small_workspace, small_run):
     assert payload["predicted"] == 1 and "scene" in payload["predictions"][0]
 
 
+@pytest.mark.slow
 def test_evaluate_on_another_manifest(small_workspace, small_run):
     # 150 rows: more than one decoding chunk, so two worker processes are forked after the model
     # (and torch's thread pool) exists in the parent; they used to deadlock there
@@ -167,6 +170,7 @@ def test_help_imports_no_heavy_library():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_corruption_gate_and_missing_fallback_are_reported_by_finetune_and_predict(small_workspace):
     result = run_cli("finetune", "recipes/quickstart.yaml", *FAST, "name=robust-small", "training.modality_dropout=0.3",
                      "model.unimodal_loss=1.0", "model.corruption_gate={}", "model.missing_fallback={}", "--json",

@@ -16,6 +16,7 @@ import pytest
 
 from .conftest import run_cli
 
+pytestmark = pytest.mark.slow  # several trainings each, killed and resumed
 RESUMABLE = ["training.epochs=3", "training.batch_size=16", "training.checkpoint_every=2", "training.keep_checkpoints=2"]
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace as NS
-
 import pytest
 import torch
 
-from mmcli.models.multimodal import build_model
 from mmcli.models.outputs import EncoderOutput
-from mmcli.registries import ATTENTIONS, DEFAULT_ENCODER, ENCODERS, FUSIONS, TASKS
+from mmcli.registries import ATTENTIONS
+from tests.unit.model_fixtures import INPUTS
+from tests.unit.model_fixtures import model as fixture_model
 
 B, D = 3, 8
 LENGTHS = {"text": 5, "image": 4, "audio": 3}  # different token counts per input
@@ -174,33 +173,22 @@ def test_mult_source_missing_for_a_row_contributes_nothing() -> None:
     torch.testing.assert_close(new["text"].tokens[1], reference["text"].tokens[1])
 
 
-# --- composed with the model (stand-in recipe, as tests/unit/test_multimodal.py does) ---
-SPECS = {"text": {"vocab_size": 20, "max_length": 6, "pad_id": 0},
-         "image": {"channels": 3, "size": 8, "mean": [0.5] * 3, "std": [0.25] * 3}}
-SMALL = {"text": {"layers": 1}, "image": {"channels": [4, 8]}}
-
-
+# --- composed with the model (tests/unit/model_fixtures.py's small recipes) ---
 @pytest.mark.parametrize("name", ATTENTIONS.names())
 def test_with_build_model_forward_and_backward(name: str) -> None:
-    inputs = {m: NS(modality=m, encoder=config(ENCODERS[m], DEFAULT_ENCODER[m], **SMALL[m])) for m in SPECS}
-    tasks = {"label": config(TASKS, "classification", column="label")}
-    recipe = NS(inputs=inputs, tasks=tasks,
-                model=NS(hidden_size=D, dropout=0.1, fusion=config(FUSIONS, "gated"),
-                         attention=config(ATTENTIONS, name, heads=2)))
-    preprocessing = {"inputs": {m: {"modality": m, "spec": SPECS[m]} for m in SPECS},
-                     "tasks": {"label": {"type": "classification", "spec": {"classes": ["a", "b"]}}}}
-    torch.manual_seed(0)
-    model = build_model(recipe, preprocessing).train()
-    assert model.attention is not None and any(k.startswith("attention.") for k in model.state_dict())
+    model = fixture_model("gated", ["text", "image"], tasks={"label": {"type": "classification", "column": "label"}},
+                          hidden_size=D, model={"attention": {"type": name, "heads": 2}}).train()
+    attention = model.backbone.attention
+    assert attention is not None and any(k.startswith("backbone.attention.") for k in model.state_dict())
+    text, image = INPUTS["text"], INPUTS["image"]
     text_mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [False] * 6])  # row 2: no text
-    batch = {"text": torch.randint(1, 20, (B, 6)) * text_mask, "text_mask": text_mask,
-             "image": torch.randint(0, 256, (B, 3, 8, 8), dtype=torch.uint8),
-             "image_mask": torch.tensor([[True], [False], [True]]),  # row 1: no image
+    batch = {text: torch.randint(1, 20, (B, 6)) * text_mask, f"{text}_mask": text_mask,
+             image: torch.randint(0, 256, (B, 3, 8, 8), dtype=torch.uint8),
+             f"{image}_mask": torch.tensor([[True], [False], [True]]),  # row 1: no image
              "label": torch.tensor([0, 1, -100])}
-    batch["image"][1] = 0
-    output = model(batch)
-    total, _ = model.compute_loss(output, batch)
+    batch[image][1] = 0
+    total, _ = model(batch)
     assert torch.isfinite(total)
     total.backward()
-    for pname, p in model.attention.named_parameters():
+    for pname, p in attention.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname

@@ -5,7 +5,7 @@ import torch
 
 from mmcli.data.corruption import corrupt_rows
 from mmcli.evaluation.robustness import corrupt
-from mmcli.training.modality_noise import corrupt_modalities
+from mmcli.training.callbacks.modality_noise import corrupt_modalities
 
 
 def tensors(rows: int = 6) -> dict[str, torch.Tensor]:

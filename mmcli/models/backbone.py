@@ -1,0 +1,115 @@
+"""The backbone: one encoder per input -> optional cross-modal attention -> fusion (-> shared-space
+projections), returning a :class:`Representation`. It knows nothing of tasks or losses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from mmcli.config import Settings
+from mmcli.errors import RecipeError
+from mmcli.models.outputs import EncoderOutput
+from mmcli.models.representation import LateVectors, Representation
+from mmcli.registries import ATTENTIONS, ENCODERS, FUSIONS
+
+
+class SharedSpaceSettings(Settings):
+    size: int | None = Field(None, ge=1, description="width of the shared space (default: model.hidden_size)")
+    tied: bool = Field(False, description="one projection for every input instead of one per input")
+
+
+class Backbone(nn.Module):
+    """``forward(batch) -> Representation``; ``encode`` and ``fuse`` are its two halves, so that an
+    inference wrapper can act on the encodings before they are fused.
+
+    ``batch[name]`` and ``batch[name + "_mask"]`` are read for each input; other keys are ignored.
+    """
+
+    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, attention: nn.Module | None = None,
+                 dropout: float = 0.1, shared: nn.ModuleDict | None = None) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict(encoders)
+        self.attention = attention  # None: no parameters, no state-dict keys
+        self.fusion = fusion
+        self.dropout = nn.Dropout(dropout)
+        self.shared = shared  # input -> Linear(D, P) (one shared Linear when tied); None: no shared space
+
+    @property
+    def combines_predictions(self) -> bool:
+        """The fusion keeps one vector per input and heads combine their predictions (late fusion)."""
+        return bool(getattr(self.fusion, "combines_predictions", False))
+
+    def encode(self, batch: dict[str, Tensor]) -> dict[str, EncoderOutput]:
+        return {name: encoder(batch[name], batch[f"{name}_mask"]) for name, encoder in self.encoders.items()}
+
+    def fuse(self, encoded: dict[str, EncoderOutput]) -> Representation:
+        attended = encoded if self.attention is None else self.attention(encoded)
+        late, task_vectors = None, {}
+        if self.combines_predictions:
+            vectors, weights = self.fusion.per_modality(attended)
+            fused = (vectors * weights.unsqueeze(-1)).sum(dim=1)
+            late = LateVectors(list(self.fusion.names), vectors, weights)
+        else:
+            fused = self.fusion(attended)
+            if isinstance(fused, dict):  # a fused vector per task (e.g. gated fusion with per_task)
+                task_vectors = fused
+                fused = torch.stack(list(fused.values())).mean(dim=0)
+        shared = {}
+        if self.shared is not None:
+            shared = {name: self.shared[name if name in self.shared else "tied"](output.pooled)
+                      for name, output in encoded.items()}
+        return Representation(encoded=encoded, inputs=attended, fused=fused, shared=shared,
+                              task_vectors=task_vectors, late=late, dropout=self.dropout)
+
+    def forward(self, batch: dict[str, Tensor]) -> Representation:
+        return self.fuse(self.encode(batch))
+
+
+def check_name(kind: str, name: str) -> None:
+    # module names become state-dict keys; '.' would make them ambiguous (torch refuses them)
+    if not name or "." in name:
+        raise RecipeError(f"{kind} name '{name}' must be non-empty and contain no '.'")
+
+
+def build_encoders(recipe: Any, preprocessing: dict) -> dict[str, nn.Module]:
+    """One encoder per input, sized by its fitted processor spec."""
+    encoders = {}
+    for name, cfg in recipe.inputs.items():
+        check_name("input", name)
+        spec = {**preprocessing["inputs"][name]["spec"], "input": name}  # lets encoder errors name the recipe key
+        encoders[name] = ENCODERS[cfg.modality].build(cfg.encoder, spec=spec, hidden_size=recipe.model.hidden_size)
+    return encoders
+
+
+def fusion_combines_predictions(recipe: Any) -> bool:
+    return bool(getattr(FUSIONS.get(recipe.model.fusion.type), "combines_predictions", False))
+
+
+def build_fusion(recipe: Any) -> nn.Module:
+    per_task = {"task_names": list(recipe.tasks)} if getattr(recipe.model.fusion, "per_task", False) else {}
+    return FUSIONS.build(recipe.model.fusion, input_names=list(recipe.inputs), hidden_size=recipe.model.hidden_size,
+                         **per_task)
+
+
+def build_attention(recipe: Any) -> nn.Module | None:
+    config = recipe.model.attention
+    return None if config is None else \
+        ATTENTIONS.build(config, input_names=list(recipe.inputs), hidden_size=recipe.model.hidden_size)
+
+
+def shared_size(recipe: Any) -> int | None:
+    config = recipe.model.shared_space
+    return None if config is None else (config.size or recipe.model.hidden_size)
+
+
+def build_shared(recipe: Any) -> nn.ModuleDict | None:
+    size = shared_size(recipe)
+    if size is None:
+        return None
+    hidden = recipe.model.hidden_size
+    if recipe.model.shared_space.tied:
+        return nn.ModuleDict({"tied": nn.Linear(hidden, size)})
+    return nn.ModuleDict({name: nn.Linear(hidden, size) for name in recipe.inputs})

@@ -1,0 +1,70 @@
+"""What the backbone hands to the objectives: every input's encoding, the fused vector(s) and the
+shared-space projections, for one batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import Tensor
+
+from mmcli.models.outputs import EncoderOutput
+
+_LATE = object()  # key of late fusion's dropped-out vectors (never a name)
+
+
+@dataclass
+class LateVectors:
+    """Late fusion: ``vectors [B, M, D]`` one per input (``names``, sorted) and the presence weights
+    ``[B, M]`` that combine per-input predictions (missing inputs weigh 0)."""
+
+    names: list[str]
+    vectors: Tensor
+    weights: Tensor
+
+
+@dataclass
+class Representation:
+    """One batch as the backbone sees it.
+
+    Attributes:
+        encoded: input -> ``EncoderOutput`` (``tokens [B, T, D]``, ``mask [B, T]``, ``pooled [B, D]``),
+            the encoders' own (what a single-input head or a contrastive loss reads).
+        inputs: input -> ``EncoderOutput`` as the fusion read them (after the cross-modal attention
+            block; the same objects as ``encoded`` without one).
+        fused: ``[B, D]`` the fused vector (with per-task fusion, the mean of the tasks' vectors); no
+            dropout: this is the embedding ``encode`` writes.
+        shared: input -> ``[B, P]`` projection into the shared space (empty without
+            ``model.shared_space``).
+        task_vectors: objective name -> ``[B, D]``, with a fusion that fuses once per task.
+        late: per-input vectors and weights, with a fusion that combines predictions.
+    """
+
+    encoded: dict[str, EncoderOutput]
+    inputs: dict[str, EncoderOutput]
+    fused: Tensor
+    shared: dict[str, Tensor] = field(default_factory=dict)
+    task_vectors: dict[str, Tensor] = field(default_factory=dict)
+    late: LateVectors | None = None
+    dropout: Callable[[Tensor], Tensor] | None = None
+    _dropped: dict[object, Tensor] = field(default_factory=dict, repr=False)
+
+    def fused_for(self, name: str) -> Tensor:
+        """``[B, D]`` the vector objective ``name`` reads: its own with per-task fusion, else the fused
+        vector; after ``model.dropout``, one mask per vector shared by every objective that reads it.
+        The mask is drawn when the vector is first read, so random draws happen in the order the
+        objectives read them (seeded runs depend on that order)."""
+        key = name if name in self.task_vectors else None
+        if key not in self._dropped:
+            vector = self.task_vectors[key] if key is not None else self.fused
+            self._dropped[key] = self.dropout(vector) if self.dropout is not None else vector
+        return self._dropped[key]
+
+    def late_hidden(self) -> Tensor:
+        """``[B, M, D]`` late fusion's per-input vectors after ``model.dropout`` (one mask for all heads)."""
+        if self.late is None:
+            raise ValueError("late_hidden: this representation was not made by a fusion that combines predictions")
+        if _LATE not in self._dropped:
+            vectors = self.late.vectors
+            self._dropped[_LATE] = self.dropout(vectors) if self.dropout is not None else vectors
+        return self._dropped[_LATE]

@@ -1,0 +1,87 @@
+"""The objective contract: a module that owns its parameters, computes a loss from the backbone's
+representation and the batch, and declares the metrics it reports (with their direction).
+
+Supervised objectives (task types: classification, regression, ...) add a prediction, a target codec
+and decoding (:mod:`mmcli.objectives._supervised`). Everything the trainer and the inference path
+need from an objective is here; nothing in this file knows a particular objective.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
+from torch import Tensor, nn
+
+from mmcli.config import Settings
+
+if TYPE_CHECKING:
+    from mmcli.models.representation import Representation
+
+
+class ObjectiveSettings(Settings):
+    """Fields every objective has; a registered objective adds ``type: Literal[name]`` and its own."""
+
+    weight: float = Field(1.0, ge=0, description="weight of this objective's loss in the total")
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What an objective may need to size itself, given by the model builder.
+
+    ``inputs``: input name -> modality (recipe order); ``input_specs``: input name -> fitted processor
+    spec; ``target_spec``: the fitted target codec's spec (supervised objectives); ``late_inputs``:
+    with a fusion that combines predictions (late fusion), the inputs a supervised objective keeps one
+    head for; ``shared_size``: width of the shared space (``model.shared_space``), None without one;
+    ``tasks``: the supervised objectives built so far (name -> objective)."""
+
+    name: str
+    hidden_size: int
+    inputs: dict[str, str]
+    input_specs: dict[str, dict] = field(default_factory=dict)
+    target_spec: dict | None = None
+    late_inputs: tuple[str, ...] = ()
+    shared_size: int | None = None
+    tasks: dict[str, Any] = field(default_factory=dict)
+
+
+class Objective(nn.Module, abc.ABC):
+    """A loss on the representation. Registered objectives are built as ``Cls(config, context)``.
+
+    Class attributes: ``supervised`` (it predicts a target column); ``in_validation_loss`` (its loss
+    counts in the validation loss that ``training.monitor: loss`` and early stopping read; auxiliary
+    training aids say False); ``metrics``: metric name -> greater is better; ``main_metric``.
+    """
+
+    supervised: ClassVar[bool] = False
+    in_validation_loss: ClassVar[bool] = True
+    metrics: ClassVar[dict[str, bool]] = {}
+    main_metric: ClassVar[str | None] = None
+
+    def __init__(self, name: str, weight: float) -> None:
+        super().__init__()
+        self.name = name
+        self.weight = float(weight)
+
+    @abc.abstractmethod
+    def loss(self, rep: "Representation", batch: dict[str, Tensor]) -> Tensor | None:
+        """Scalar loss for this batch, or None when the batch holds nothing for it (it is then left
+        out of the total for this step)."""
+
+    def attach(self, model: nn.Module) -> None:
+        """Called once by the model that holds this objective. An objective that needs other parts of
+        the model (the encoders, the other objectives) keeps a weak reference here; the default keeps
+        nothing."""
+
+    def outputs(self, rep: "Representation") -> dict[str, Tensor]:
+        """Per-row tensors (first dimension B) that inference gathers over a split for :meth:`evaluate`."""
+        return {}
+
+    def evaluate(self, outputs: dict[str, Tensor], tensors: dict[str, Tensor]) -> dict[str, Any]:
+        """Metrics (name -> value) from the gathered ``outputs`` of a whole split and its tensors."""
+        return {}
+
+    def greater_is_better(self, metric: str) -> bool:
+        return self.metrics[metric]

