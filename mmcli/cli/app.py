@@ -38,7 +38,7 @@ def main_options(
     GLOBAL.json, GLOBAL.quiet, GLOBAL.debug = json_output, quiet, debug
 
 
-for command in (training_commands.preprocess, training_commands.finetune, run_commands.evaluate,
+for command in (training_commands.preprocess, training_commands.pretrain, training_commands.finetune, run_commands.evaluate,
                 run_commands.predict, run_commands.encode, training_commands.run):
     app.command(epilog=command.epilog)(command)  # type: ignore[attr-defined]
 app.add_typer(catalog_commands.recipes_app, name="recipes")

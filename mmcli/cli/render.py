@@ -41,12 +41,25 @@ def preprocess_lines(summary: dict[str, Any]) -> str:
     return text
 
 
+def init_lines(init: dict[str, Any]) -> str:
+    """What a run initialised from another run's weights took from it."""
+    lines = [f"initialised from {init['from']}: {init['loaded']} backbone tensors loaded"]
+    described = {"missing": "left as initialised here", "unexpected": "not used here",
+                 "shape_differs": "other shape here, left as initialised"}
+    for kind, meaning in described.items():
+        if init.get(kind):
+            shown = ", ".join(init[kind][:6]) + (f", ... ({len(init[kind])} in all)" if len(init[kind]) > 6 else "")
+            lines.append(f"  {kind} ({meaning}): {shown}")
+    return "\n".join(lines)
+
+
 def check_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="expected vs measured")
     for column in ("split", "task", "metric", "expected", "tolerance", "measured", "result"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["split"], row["task"], row["metric"], _fmt(row["expected"]), _fmt(row["tolerance"]),
+        task = f"{row['stage']}: {row['task']}" if "stage" in row else row["task"]
+        table.add_row(row["split"], task, row["metric"], _fmt(row["expected"]), _fmt(row["tolerance"]),
                       _fmt(row["measured"]), "[green]ok[/]" if row["ok"] else "[red]OUT OF RANGE[/]")
     return table
 

@@ -1,4 +1,4 @@
-"""preprocess, finetune and run."""
+"""preprocess, pretrain, finetune and run."""
 
 from __future__ import annotations
 
@@ -18,15 +18,25 @@ def _load(recipe: str, overrides: list[str] | None) -> Any:
 
 
 def _render_training(result: dict[str, Any]) -> None:
-    from mmcli.cli.render import check_table, console, metrics_table, preprocess_lines
+    from mmcli.cli.render import check_table, console, init_lines, metrics_table, preprocess_lines
 
+    if "pretrain" in result:
+        _render_stage(result["pretrain"], "pretraining")
     console.print(preprocess_lines(result["preprocess"]))
+    if "init" in result["metrics"]["training"]:
+        console.print(init_lines(result["metrics"]["training"]["init"]))
     console.print(metrics_table(result["metrics"], title=f"metrics ({result['run_dir']})"))
     training = result["metrics"]["training"]
     console.print(f"best {training['monitor']} = {training['best_score']:.4f} at epoch {training['best_epoch']}; "
                   f"{training['steps']} steps in {training['seconds']:.1f} s; run directory {result['run_dir']}")
     if "check" in result:
         console.print(check_table(result["check"]))
+
+
+def _render_stage(result: dict[str, Any], stage: str) -> None:
+    from mmcli.cli.render import console, metrics_table
+
+    console.print(metrics_table(result["metrics"], title=f"{stage} metrics ({result['run_dir']})"))
 
 
 def preprocess(
@@ -80,6 +90,32 @@ finetune.epilog = examples(  # type: ignore[attr-defined]
     "mmcli finetune recipes/quickstart.yaml model.fusion.type=attention training.epochs=5",
     "mmcli finetune recipes/quickstart.yaml ~inputs.audio ~inputs.video --run-dir runs/no-av",
     "mmcli finetune recipes/quickstart.yaml training.checkpoint_every=100 --resume",
+    "mmcli finetune recipes/pretrain-then-finetune.yaml init=runs/pretrain-then-finetune-pretrain training.freeze_encoders=always",
+)
+
+
+def pretrain(
+    recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
+    run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME-pretrain).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")] = False,
+    json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
+) -> None:
+    """Pretrain without labels: the recipe's 'pretrain' section (objectives such as contrastive), into NAME-pretrain."""
+    out = mode(json_output, quiet, debug)
+
+    def work() -> dict[str, Any]:
+        from mmcli.workflows.pretrain import pretrain as run_pretrain
+
+        return run_pretrain(_load(recipe, overrides), run_dir=run_dir, num_proc=num_proc,
+                            show_progress=out.show_progress, argv=sys.argv, resume=resume)
+
+    execute(out, work, _render_training)
+
+
+pretrain.epilog = examples(  # type: ignore[attr-defined]
+    "mmcli pretrain recipes/pretrain-then-finetune.yaml",
+    "mmcli finetune recipes/pretrain-then-finetune.yaml init=runs/pretrain-then-finetune-pretrain",
+    "mmcli pretrain recipes/contrastive.yaml training.epochs=5 --json",
 )
 
 
@@ -91,7 +127,7 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
-    """Run every stage of a recipe: preprocess, finetune, evaluate (and --check the expected metrics)."""
+    """Run every stage of a recipe: preprocess, pretrain (with a 'pretrain' section), finetune, evaluate (and --check)."""
     out = mode(json_output, quiet, debug)
 
     def work() -> dict[str, Any]:

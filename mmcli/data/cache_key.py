@@ -45,8 +45,19 @@ def cache_key(recipe: Any, manifest: Path, table: pd.DataFrame, media_columns: l
             for name, cfg in sorted(recipe.inputs.items())
         },
         "tasks": {name: {"type": cfg.type, "column": cfg.column} for name, cfg in sorted(recipe.tasks.items())},
-        "data": recipe.data.model_dump(mode="json", exclude={"manifest", "cache_dir"}),
+        **_objective_columns(recipe),
+        "data": recipe.data.model_dump(mode="json", exclude={"manifest", "cache_dir", "train_fraction"}),  # fraction: after the cache
         "seed": recipe.seed,
         "fitted": fitted,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _objective_columns(recipe: Any) -> dict[str, Any]:
+    """The manifest columns objectives encode (absent from the key when there is none, so caches made
+    before objectives could ask for columns stay valid)."""
+    from mmcli.data.labels_step import target_columns
+
+    columns = {key: {"type": cfg.type, "column": cfg.column} for key, (where, cfg) in sorted(target_columns(recipe).items())
+               if where.startswith("objectives.")}
+    return {"objective_columns": columns} if columns else {}

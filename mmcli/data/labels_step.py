@@ -12,22 +12,35 @@ import pandas as pd
 from mmcli.errors import DataError
 
 
+def target_columns(recipe: Any) -> dict[str, tuple[str, Any]]:
+    """batch key -> (recipe key, column settings) for every column a codec encodes: each task's target
+    (key: the task's name) and the columns objectives ask for (``target_columns(name)`` on their
+    settings, e.g. a contrastive objective's group ids). Column settings have ``column``, ``type`` and
+    ``target_codec(spec=None)``."""
+    columns = {name: (f"tasks.{name}", cfg) for name, cfg in recipe.tasks.items()}
+    for name, cfg in recipe.objectives.items():
+        for key, column in cfg.target_columns(name).items():
+            columns[key] = (f"objectives.{name}", column)
+    return columns
+
+
 def fit_targets(recipe: Any, train: pd.DataFrame) -> dict[str, Any]:
-    """task -> fitted codec, fitted on the train rows of its column."""
+    """batch key -> fitted codec, fitted on the train rows of its column."""
     targets = {}
-    for name, cfg in recipe.tasks.items():
+    for key, (where, cfg) in target_columns(recipe).items():
         codec = cfg.target_codec()
         try:
             codec.fit(train[cfg.column].tolist())
         except (ValueError, TypeError) as error:
-            raise DataError(f"tasks.{name}: cannot fit labels from column '{cfg.column}': {error}") from error
-        targets[name] = codec
+            raise DataError(f"{where}: cannot fit labels from column '{cfg.column}': {error}") from error
+        targets[key] = codec
     return targets
 
 
 def load_targets(recipe: Any, fitted: dict) -> dict[str, Any]:
-    """task -> codec restored from a run's preprocessing.json (never refitted)."""
-    return {name: cfg.target_codec(fitted["tasks"][name]["spec"]) for name, cfg in recipe.tasks.items()}
+    """batch key -> codec restored from a run's preprocessing.json (never refitted)."""
+    return {key: cfg.target_codec(fitted["tasks"].get(key, {}).get("spec", {}))
+            for key, (_, cfg) in target_columns(recipe).items()}
 
 
 def encode_targets(recipe: Any, table: pd.DataFrame, targets: dict[str, Any],
@@ -40,15 +53,15 @@ def encode_targets(recipe: Any, table: pd.DataFrame, targets: dict[str, Any],
     """
     encoded: dict[str, np.ndarray] = {}
     errors: dict[int, list[str]] = {}
-    for name, cfg in recipe.tasks.items():
+    for key, (where, cfg) in target_columns(recipe).items():
         if cfg.column not in table.columns:
             if required:
-                raise DataError(f"column '{cfg.column}' (from tasks.{name}.column) is not in the manifest")
+                raise DataError(f"column '{cfg.column}' (from {where}) is not in the manifest")
             continue
-        values, bad = _encode_rows(targets[name], table[cfg.column].tolist())
-        encoded[name] = values
+        values, bad = _encode_rows(targets[key], table[cfg.column].tolist())
+        encoded[key] = values
         for row, reason in bad.items():
-            errors.setdefault(row, []).append(f"{name}: {reason}")
+            errors.setdefault(row, []).append(f"{key}: {reason}")
     return encoded, {row: "; ".join(reasons) for row, reasons in errors.items()}
 
 

@@ -42,6 +42,16 @@ def split_tensors(dataset: Any, input_names: list[str], task_names: list[str]) -
     return tensors
 
 
+def subset_rows(tensors: dict[str, torch.Tensor], fraction: float, seed: int) -> dict[str, torch.Tensor]:
+    """A seeded ``fraction`` of a split's rows (at least one), in their original order; all of them at 1."""
+    rows = len(tensors[ROW_COLUMN])
+    if fraction >= 1 or rows == 0:
+        return tensors
+    keep = max(1, round(fraction * rows))
+    index = torch.randperm(rows, generator=torch.Generator().manual_seed(seed * 7_919 + 17))[:keep].sort().values
+    return {name: tensor[index] for name, tensor in tensors.items()}
+
+
 def shuffle_generator(seed: int, epoch: int) -> torch.Generator:
     """The row order of an epoch depends only on (seed, epoch): a resumed run sees the same batches."""
     return torch.Generator().manual_seed(seed * 100_003 + epoch)

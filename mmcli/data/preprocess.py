@@ -21,7 +21,7 @@ import pandas as pd
 
 from mmcli.data.cache_key import cache_key
 from mmcli.data.decode import ERROR_COLUMN, RowDecoder, decode_rows, present_column
-from mmcli.data.labels_step import encode_targets, fit_targets, load_targets
+from mmcli.data.labels_step import encode_targets, fit_targets, load_targets, target_columns
 from mmcli.data.manifest import assign_splits, read_manifest, require_columns, row_ids
 from mmcli.errors import DataError
 from mmcli.registries import PROCESSORS
@@ -178,7 +178,7 @@ def prepare_rows(recipe: Any, table: pd.DataFrame, base_dir: Path, splits: np.nd
     decoded = _transform(decoded.remove_columns([ERROR_COLUMN]), processors, num_proc)
     preprocessing = fitted or {
         "inputs": {name: {"modality": cfg.modality, "spec": processors[name].spec()} for name, cfg in recipe.inputs.items()},
-        "tasks": {name: {"type": cfg.type, "spec": targets[name].spec()} for name, cfg in recipe.tasks.items()},
+        "tasks": {key: {"type": cfg.type, "spec": targets[key].spec()} for key, (_, cfg) in target_columns(recipe).items()},
     }
     return PreparedRows(decoded, keep, records, preprocessing)
 
@@ -189,7 +189,7 @@ def preprocess(recipe: Any, num_proc: int = 1, force: bool = False, quiet: bool 
     manifest = Path(recipe.data.manifest)
     table = read_manifest(manifest)
     needed = {cfg.column: f"inputs.{name}.column" for name, cfg in recipe.inputs.items()}
-    needed.update({cfg.column: f"tasks.{name}.column" for name, cfg in recipe.tasks.items()})
+    needed.update({cfg.column: f"{where}.column" for where, cfg in target_columns(recipe).values()})
     if recipe.data.id_column:
         needed[recipe.data.id_column] = "data.id_column"
     require_columns(table, needed, manifest)

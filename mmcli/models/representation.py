@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
 from torch import Tensor
 
 from mmcli.models.outputs import EncoderOutput
 
 _LATE = object()  # key of late fusion's dropped-out vectors (never a name)
+FUSED = "fused"  # what objectives call the fused vector when they name "an input or the fused vector"
 
 
 @dataclass
@@ -59,6 +61,15 @@ class Representation:
             vector = self.task_vectors[key] if key is not None else self.fused
             self._dropped[key] = self.dropout(vector) if self.dropout is not None else vector
         return self._dropped[key]
+
+    def embedding(self, name: str) -> tuple[Tensor, Tensor]:
+        """(``[B, P]`` embedding, ``[B]`` bool present) of input ``name``: its shared-space projection
+        when the model has a shared space, else its pooled vector; ``"fused"``: the fused vector (every
+        row present)."""
+        if name == FUSED:
+            return self.fused, torch.ones(len(self.fused), dtype=torch.bool, device=self.fused.device)
+        vector = self.shared[name] if name in self.shared else self.encoded[name].pooled
+        return vector, self.encoded[name].present
 
     def late_hidden(self) -> Tensor:
         """``[B, M, D]`` late fusion's per-input vectors after ``model.dropout`` (one mask for all heads)."""

@@ -26,6 +26,22 @@ class ObjectiveSettings(Settings):
 
     weight: float = Field(1.0, ge=0, description="weight of this objective's loss in the total")
 
+    def target_columns(self, name: str) -> dict[str, Any]:
+        """Manifest columns preprocess must encode for this objective: batch key -> column settings with
+        ``column``, ``type`` and ``target_codec(spec=None)`` (e.g. group ids). None by default."""
+        return {}
+
+    def check(self, recipe: Any, name: str) -> None:
+        """Raise ``ValueError`` for settings that do not fit the recipe (an unknown input, ...)."""
+
+
+def check_inputs(names: list[str], recipe: Any, where: str, allowed: tuple[str, ...] = ()) -> None:
+    """``ValueError`` naming ``where`` for a name that is neither an input of the recipe nor ``allowed``."""
+    known = [*recipe.inputs, *allowed]
+    for name in names:
+        if name not in known:
+            raise ValueError(f"{where}: unknown input '{name}' (known: {', '.join(known)})")
+
 
 @dataclass(frozen=True)
 class BuildContext:
@@ -82,6 +98,10 @@ class Objective(nn.Module, abc.ABC):
     def evaluate(self, outputs: dict[str, Tensor], tensors: dict[str, Tensor]) -> dict[str, Any]:
         """Metrics (name -> value) from the gathered ``outputs`` of a whole split and its tensors."""
         return {}
+
+    def set_progress(self, fraction: float) -> None:
+        """Where training is, in [0, 1], before each step (for objectives with a schedule); the default
+        ignores it."""
 
     def greater_is_better(self, metric: str) -> bool:
         return self.metrics[metric]

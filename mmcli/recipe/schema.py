@@ -34,6 +34,9 @@ class DataSettings(Settings):
     id_column: str | None = Field(None, description="column with a unique row id (default: row number)")
     on_error: Literal["fail", "skip"] = Field("fail", description="bad rows: fail (exit 2) or skip (count + errors.jsonl)")
     cache_dir: str = Field(".mmcli-cache", description="where preprocessed Arrow caches are kept")
+    train_fraction: float = Field(1.0, gt=0, le=1, description="train on a seeded subset of this share of the train "
+                                  "split's rows (few-label fine-tuning, learning curves); processors are still fitted "
+                                  "on every train row, and a recipe's pretrain stage uses every row unless it sets this")
 
     @model_validator(mode="after")
     def _check_ratios(self) -> "DataSettings":
@@ -69,6 +72,15 @@ class TrainingSettingsBase(Settings):
     on_nan: Literal["fail", "skip_batch"] = Field("fail", description="non-finite loss: stop with the step and task, or skip and count the batch")
     mixed_precision: Literal["no", "bf16"] = "no"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    freeze_encoders: int | Literal["always"] = Field(0, description="keep the encoders' weights (and BatchNorm "
+                                                     "statistics) fixed for this many epochs, or 'always' (a linear "
+                                                     "probe of an initialised backbone)")
+
+    @model_validator(mode="after")
+    def _check_freeze(self) -> "TrainingSettingsBase":
+        if isinstance(self.freeze_encoders, int) and self.freeze_encoders < 0:
+            raise ValueError("freeze_encoders must be a number of epochs (0 or more) or 'always'")
+        return self
 
 
 class ExpectedMetric(Settings):
@@ -202,8 +214,18 @@ def _recipe_model(generation: int) -> type:
         for i, item in enumerate(recipe.expected):
             if item.task not in known:
                 raise ValueError(f"expected.{i}.task: unknown task or objective '{item.task}' (known: {', '.join(known)})")
+        for name, cfg in recipe.objectives.items():
+            cfg.check(recipe, name)
         for plugin in plugins:
             plugin.check(recipe)
+        if recipe.pretrain is not None:
+            from mmcli.errors import RecipeError
+            from mmcli.recipe.stages import pretraining_recipe
+
+            try:
+                pretraining_recipe(recipe)
+            except RecipeError as error:
+                raise ValueError(f"pretrain (the pretraining stage): {error.message}") from None
         return recipe
 
     recipe = create_model(
@@ -214,6 +236,13 @@ def _recipe_model(generation: int) -> type:
         description=(str, ""),
         seed=(int, 0),
         output_dir=(str, "runs"),
+        init=(Union[str, None], Field(None, description="a run directory whose best backbone weights initialise this "
+                                                        "model (fine-tuning after 'mmcli pretrain'); not --resume, "
+                                                        "which continues this run's own checkpoint")),
+        pretrain=(Union[dict[str, Any], None], Field(None, description="the pretraining stage ('mmcli pretrain', the "
+                                                                       "first stage of 'mmcli run'): recipe keys that "
+                                                                       "differ for it (objectives, extra inputs, "
+                                                                       "training); it has no tasks")),
         data=(DataSettings, ...),
         inputs=(dict[str, inputs], Field(..., description="input name -> modality, column, preprocessing, encoder")),
         tasks=(dict[str, tasks], Field(default_factory=dict, description="task name -> type, column, loss weight, head")),

@@ -28,6 +28,17 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, info: dict[str, Any
 def load_weights(directory: Path, model: torch.nn.Module) -> dict[str, Any]:
     """Load a checkpoint folder's weights into ``model`` (strictly) and return its metadata. Format-1
     checkpoints (mmcli 0.1) are read with their keys renamed; newer formats are refused in one line."""
+    state = read_state(directory)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise DataError(f"{directory / MODEL_WEIGHTS}: weights do not fit this run's model: "
+                        f"{' '.join(str(error).split())[:200]}") from error
+    return read_json(directory / MODEL_INFO)
+
+
+def read_state(directory: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint folder's state dict, in the current format."""
     weights, info_file = directory / MODEL_WEIGHTS, directory / MODEL_INFO
     if not weights.is_file() or not info_file.is_file():
         raise DataError(f"{directory}: no complete checkpoint (needs {MODEL_WEIGHTS} and {MODEL_INFO})",
@@ -43,10 +54,4 @@ def load_weights(directory: Path, model: torch.nn.Module) -> dict[str, Any]:
         # Never fall back to torch.load: a pickle can run code when loaded.
         raise DataError(f"{weights}: not a safetensors file ({error}); mmcli never loads pickled checkpoints",
                         hint="retrain, or convert the weights to safetensors") from error
-    if written == 1:
-        state = format1_state(state)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise DataError(f"{weights}: weights do not fit this run's model: {' '.join(str(error).split())[:200]}") from error
-    return info
+    return format1_state(state) if written == 1 else state

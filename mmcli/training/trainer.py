@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from mmcli.data.loader import ROW_COLUMN, ShardedBatchSampler, batch_loader, batches_per_epoch, split_tensors
+from mmcli.data.loader import (ROW_COLUMN, ShardedBatchSampler, batch_loader, batches_per_epoch, split_tensors,
+                               subset_rows)
 from mmcli.errors import RecipeError, RuntimeFailure
 from mmcli.evaluation.scoring import objective_metrics
 from mmcli.inference.predictor import run_inference
@@ -62,7 +63,8 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
     cfg = recipe.training
     seed_everything(recipe.seed)
     inputs, tasks = list(recipe.inputs), list(recipe.tasks)
-    train_tensors = split_tensors(datasets[recipe.data.train_split], inputs, tasks)
+    train_tensors = subset_rows(split_tensors(datasets[recipe.data.train_split], inputs, tasks),
+                                recipe.data.train_fraction, recipe.seed)
     val_name = recipe.data.validation_split
     val_tensors = split_tensors(datasets[val_name], inputs, tasks) if val_name and val_name in datasets else None
     callbacks = default_callbacks(recipe, preprocessing) if callbacks is None else list(callbacks)
@@ -115,6 +117,8 @@ def _loop(run: TrainingRun, callbacks: list[Callback], rows: int) -> None:
     pin = run.device.type == "cuda"
     while state["epoch"] <= run.epochs and state["step"] < run.total_steps and not state["stopped_early"]:
         run.module.train()
+        for callback in callbacks:
+            callback.on_epoch_begin(run)
         sampler = ShardedBatchSampler(rows, cfg.batch_size, shuffle=True, drop_last=True, seed=run.recipe.seed,
                                       epoch=state["epoch"], rank=run.accelerator.process_index,
                                       world=run.world_size, start=state["batch"])
@@ -137,6 +141,8 @@ def _train_step(run: TrainingRun, batch: dict[str, torch.Tensor], callbacks: lis
     cfg, accelerator = run.recipe.training, run.accelerator
     batch = {key: value.to(run.device, non_blocking=True) for key, value in batch.items()}
     for callback in callbacks:
+        callback.on_step_begin(run)
+    for callback in callbacks:
         batch = callback.transform_batch(batch, run)
     with accelerator.autocast():
         total, losses = run.module(batch)
@@ -146,6 +152,8 @@ def _train_step(run: TrainingRun, batch: dict[str, torch.Tensor], callbacks: lis
     run.tracker.add(run.state["step"] + 1, total, losses)
     run.optimizer.zero_grad(set_to_none=True)
     accelerator.backward(total)
+    for callback in callbacks:
+        callback.on_after_backward(run)
     if cfg.grad_clip:
         accelerator.clip_grad_norm_(run.module.parameters(), cfg.grad_clip)
     run.optimizer.step()
@@ -161,6 +169,7 @@ def _end_epoch(run: TrainingRun, callbacks: list[Callback]) -> None:
     epoch = state["epoch"]
     record: dict[str, Any] = {"epoch": epoch, "step": state["step"], "train_loss": _finite_or_none(means.pop("total"))}
     record["train_losses"] = {name: _finite_or_none(value) for name, value in means.items()}
+    record["loss_weights"] = run.model.weighting.weights()  # effective, as this epoch trained with them
     if run.is_main and run.validation is not None:
         evaluated = run_inference(run.model, run.validation, cfg.eval_batch_size, run.device)
         record["validation"] = objective_metrics(run.model, evaluated, run.validation)

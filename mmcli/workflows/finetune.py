@@ -69,6 +69,7 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
     from mmcli.data.preprocess import preprocess
     from mmcli.evaluation.scoring import evaluate_splits
     from mmcli.model import build_model
+    from mmcli.training.initialisation import initialise_from
     from mmcli.training.seeding import seed_everything
     from mmcli.training.trainer import train
 
@@ -90,6 +91,7 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
 
     seed_everything(recipe.seed)
     model = build_model(recipe, prepared.preprocessing)
+    initialised = initialise_from(model, recipe.init, prepared.preprocessing) if recipe.init else None
     result = train(recipe, model, datasets, run_dir, show_progress=show_progress, resume=resume,
                    preprocessing=prepared.preprocessing, extra_callbacks=callbacks)
     if not main:
@@ -101,6 +103,8 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
                            "seconds": round(result.seconds, 2), "parameters": sum(p.numel() for p in model.parameters()),
                            "skipped_batches": result.skipped_batches, "resumed_from": result.resumed_from,
                            "processes": result.processes, "peak_memory_mb": peak_memory_mb(), **result.extras}
+    if initialised is not None:
+        metrics["training"]["init"] = initialised
     atomic_write_json(run_dir / METRICS_FILE, metrics)
     return {"run_dir": str(run_dir), "preprocess": prepared.summary(), "metrics": metrics,
             "skipped": prepared.skipped}

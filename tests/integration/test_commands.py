@@ -198,3 +198,33 @@ def test_corruption_gate_and_missing_fallback_are_reported_by_finetune_and_predi
         if "prior" in sources or heads:
             expected[task] = "prior" if "prior" in sources else heads[0]
     assert row["answered_by"] == expected
+
+
+@pytest.mark.slow
+def test_pretrain_on_a_manifest_without_labels_and_on_broken_media(small_workspace):
+    source = small_workspace / "data" / "shapes" / "manifest.csv"
+    rows = list(csv.DictReader(source.open()))
+    unlabelled = small_workspace / "data" / "shapes" / "unlabelled.csv"
+    with unlabelled.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "split", "image", "caption"])
+        writer.writeheader()
+        writer.writerows({key: row[key] for key in ("id", "split", "image", "caption")} for row in rows)
+    args = ["pretrain", "recipes/contrastive.yaml", f"data.manifest={unlabelled}", "training.epochs=1",
+            "training.batch_size=16", "name=clip-small", "--json"]
+    result = run_cli(*args, cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    payload = result.json()
+    assert payload["run_dir"].endswith("clip-small") and payload["metrics"]["test"]["clip"]["count"] > 0
+    assert (small_workspace / "runs" / "clip-small" / "checkpoints" / "best" / "model.safetensors").is_file()
+
+    rows[3]["image"] = "images/does-not-exist.png"  # a broken row: counted and reported, as preprocess does
+    broken = small_workspace / "data" / "shapes" / "unlabelled-broken.csv"
+    with broken.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "split", "image", "caption"])
+        writer.writeheader()
+        writer.writerows({key: row[key] for key in ("id", "split", "image", "caption")} for row in rows)
+    failed = run_cli(*args[:2], f"data.manifest={broken}", *args[3:-1], cwd=small_workspace)
+    assert failed.code == 2 and "1 bad row" in _one_line_error(failed) and rows[3]["id"] in failed.stderr
+    skipped = run_cli(*args[:2], f"data.manifest={broken}", *args[3:], "data.on_error=skip", cwd=small_workspace)
+    assert skipped.code == 0, skipped.stderr[-2000:]
+    assert skipped.json()["skipped"] == 1

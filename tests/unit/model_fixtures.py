@@ -76,9 +76,9 @@ def make_batch(modalities: list[str] | None = None, seed: int = 0) -> dict[str, 
     return batch
 
 
-def rows(modalities: list[str], n_batches: int = 8) -> dict[str, torch.Tensor]:
+def rows(modalities: list[str], n_batches: int = 8, first_seed: int = 0) -> dict[str, torch.Tensor]:
     """Loader-format tensors of a split: 4 * n_batches rows, some inputs missing, some labels missing."""
-    batches = [make_batch(modalities, seed=s) for s in range(n_batches)]
+    batches = [make_batch(modalities, seed=s) for s in range(first_seed, first_seed + n_batches)]
     tensors = {k: torch.cat([b[k] for b in batches]) for k in batches[0] if k != "row_id"}
     return {**tensors, "__row__": torch.arange(B * n_batches)}
 

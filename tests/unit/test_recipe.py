@@ -37,7 +37,7 @@ def test_quickstart_is_valid_and_round_trips():
     (["training.monitor=nope.accuracy"], "training.monitor: unknown task or objective 'nope'"),
     (["~tasks"], "tasks: at least one task or objective is needed"),
     (["objectives.x={type: nope}"], "objectives.x"),
-    (["training.loss_weighting=magic"], "training.loss_weighting.type: unknown loss weighting 'magic' (known: static"),
+    (["training.loss_weighting=magic"], "training.loss_weighting.type: unknown loss weighting 'magic' (known: dwa, static, uncertainty)"),
     (["training.epochs=true"], "training: epochs must be a number, not true"),
     (["model.dropout=false"], "model: dropout must be a number, not false"),
     (["tasks.scene.weight=.inf"], "tasks.scene.weight: Input should be a finite number"),

@@ -111,6 +111,20 @@ class TextProcessor:
         return 0
 
     @property
+    def mask_id(self) -> int:
+        """The [MASK] token (masked-token objectives replace hidden tokens with it)."""
+        if self.config.tokenizer == "hf":
+            found = getattr(self.tokenizer, "mask_token_id", None)
+            return int(found if found is not None else getattr(self.tokenizer, "unk_token_id", 0) or 0)
+        return int(self.tokenizer.token_to_id("[MASK]"))
+
+    @property
+    def special_ids(self) -> list[int]:
+        if self.config.tokenizer == "hf":
+            return sorted(int(i) for i in getattr(self.tokenizer, "all_special_ids", []))
+        return sorted(int(self.tokenizer.token_to_id(token)) for token in SPECIAL_TOKENS)
+
+    @property
     def vocab_size(self) -> int:
         if self.config.tokenizer == "hf":
             return len(self.tokenizer)
@@ -124,6 +138,8 @@ class TextProcessor:
             "vocab_size": self.vocab_size,
             "max_length": self.config.max_length,
             "pad_id": self.pad_id,
+            "mask_id": self.mask_id,
+            "special_ids": self.special_ids,
         }
         if self.config.tokenizer == "hf":
             spec["tokenizer_path"] = self.config.tokenizer_path

@@ -1,5 +1,5 @@
-"""Training callbacks, one file each: checkpoints, progress, batch transforms (modality dropout and
-noise); plug-ins add their own. The contract is in ``base``."""
+"""Training callbacks, one file each: checkpoints, progress, objectives' schedules, batch transforms
+(modality dropout and noise); plug-ins add their own. The contract is in ``base``."""
 
 from __future__ import annotations
 
@@ -13,12 +13,17 @@ def default_callbacks(recipe: Any, preprocessing: dict | None) -> list[Callback]
     ``training`` keys ask for, and every plug-in's."""
     from mmcli.plugins import active_plugins
     from mmcli.training.callbacks.checkpointing import Checkpointing
+    from mmcli.training.callbacks.freeze_encoders import FreezeEncoders
     from mmcli.training.callbacks.modality_dropout import ModalityDropout
     from mmcli.training.callbacks.modality_noise import ModalityNoise, noise_inputs
+    from mmcli.training.callbacks.objective_schedule import ObjectiveSchedule
     from mmcli.training.callbacks.progress import Progress
+    from mmcli.training.callbacks.weighting_schedule import WeightingSchedule
 
     cfg = recipe.training
-    callbacks: list[Callback] = [Checkpointing(), Progress()]
+    callbacks: list[Callback] = [WeightingSchedule(), Checkpointing(), Progress(), ObjectiveSchedule()]
+    if cfg.freeze_encoders:
+        callbacks.append(FreezeEncoders(cfg.freeze_encoders))
     if cfg.modality_dropout > 0:
         callbacks.append(ModalityDropout(list(recipe.inputs), cfg.modality_dropout))
     if cfg.modality_noise > 0:

@@ -1,0 +1,172 @@
+"""Contrastive objective: symmetric InfoNCE between two inputs' embeddings (or an input and the fused
+vector), as in CLIP, with in-batch negatives gathered from every process under data parallelism.
+
+``L = 1/2 [CE(s * A B^T, P) + CE(s * B A^T, P)]`` with ``A``, ``B`` the L2-normalised embeddings of
+the rows that have both inputs, ``s = 1/temperature`` (learnable, at most ``1/min_temperature``), and
+``P`` the positives of each row: itself, or with ``group_column`` every row with the same group id
+(the same caption, the same item), whose similarities are pooled in the numerator instead of being
+pushed apart as false negatives (the multi-positive InfoNCE of supervised contrastive learning).
+Embeddings are the shared-space projections (``model.shared_space``) when the recipe has them, else
+the encoders' pooled vectors. Metrics: retrieval recall@K over a whole split, both directions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from mmcli.data.processors.labels import GroupColumn
+from mmcli.objectives._gather import gather_with_local_grad, process_group
+from mmcli.models.representation import FUSED
+from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, check_inputs
+from mmcli.registries import OBJECTIVES
+
+
+
+class ContrastiveConfig(ObjectiveSettings):
+    type: Literal["contrastive"] = "contrastive"
+    inputs: list[str] = Field(min_length=2, max_length=2, description="the two inputs to align ('fused': the fused vector)")
+    temperature: float = Field(0.07, gt=0, description="initial softmax temperature")
+    learn_temperature: bool = Field(True, description="learn the temperature with the model (CLIP)")
+    min_temperature: float = Field(0.01, gt=0, description="the temperature never goes below this")
+    gather: bool = Field(True, description="under several processes, every process's rows are negatives")
+    group_column: str | None = Field(None, description="manifest column: rows with the same value are positives "
+                                                       "for each other, not negatives")
+    recall_at: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1, description="K of recall@K")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "ContrastiveConfig":
+        if self.inputs[0] == self.inputs[1]:
+            raise ValueError("inputs: name two different inputs")
+        if self.min_temperature > self.temperature:
+            raise ValueError("min_temperature is above temperature")
+        return self
+
+    def check(self, recipe: Any, name: str) -> None:
+        check_inputs(self.inputs, recipe, f"objectives.{name}.inputs", allowed=(FUSED,))
+
+    def target_columns(self, name: str) -> dict[str, Any]:
+        return {group_key(name): GroupColumn(self.group_column)} if self.group_column else {}
+
+
+def group_key(name: str) -> str:
+    return f"{name}_group"
+
+
+def info_nce(a: Tensor, b: Tensor, valid: Tensor, groups: Tensor, scale: Tensor) -> Tensor:
+    """Symmetric multi-positive InfoNCE over the ``valid`` rows: ``a``, ``b`` ``[N, P]`` normalised,
+    ``groups [N]`` (rows with equal ids are positives), ``scale`` the inverse temperature."""
+    logits = scale * a @ b.T
+    floor = torch.finfo(logits.dtype).min
+    keys = valid.unsqueeze(0)
+    positive = (groups.unsqueeze(0) == groups.unsqueeze(1)) & keys & valid.unsqueeze(1)
+
+    def direction(matrix: Tensor) -> Tensor:
+        everything = matrix.masked_fill(~keys, floor).logsumexp(dim=1)
+        positives = matrix.masked_fill(~positive, floor).logsumexp(dim=1)
+        return everything - positives
+
+    per_row = (direction(logits) + direction(logits.T)) / 2
+    return per_row[valid].mean()
+
+
+@OBJECTIVES.register("contrastive", ContrastiveConfig)
+class Contrastive(Objective):
+    main_metric = "recall@1"
+
+    def __init__(self, config: ContrastiveConfig, context: BuildContext) -> None:
+        super().__init__(context.name, config.weight)
+        self.first, self.second = config.inputs
+        self.gather, self.recall_at = config.gather, sorted(config.recall_at)
+        self.grouped = config.group_column is not None
+        self.max_log_scale = math.log(1 / config.min_temperature)
+        log_scale = torch.tensor(math.log(1 / config.temperature))
+        if config.learn_temperature:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+        # the fused vector meets shared-space embeddings through a projection of its own
+        self.fused_projection = nn.Linear(context.hidden_size, context.shared_size) \
+            if FUSED in config.inputs and context.shared_size else None
+        directions = (f"{self.first}_to_{self.second}", f"{self.second}_to_{self.first}")
+        self.metrics = {f"recall@{k}{suffix}": True for k in self.recall_at for suffix in ("", *(f"_{d}" for d in directions))}
+
+    def _embedding(self, rep: Any, name: str) -> tuple[Tensor, Tensor]:
+        vector, present = rep.embedding(name)
+        if name == FUSED and self.fused_projection is not None:
+            vector = self.fused_projection(vector)
+        return vector, present
+
+    def scale(self) -> Tensor:
+        return self.log_scale.clamp(max=self.max_log_scale).exp()
+
+    def _groups(self, batch: dict[str, Tensor], rows: int, device: torch.device) -> Tensor:
+        """Group ids, a row without one in a group of its own (ids below -1 never collide with hashes)."""
+        own = -2 - torch.arange(rows, device=device)
+        if not self.grouped:
+            return own
+        groups = batch[group_key(self.name)]
+        return torch.where(groups >= 0, groups, own)
+
+    def loss(self, rep: Any, batch: dict[str, Tensor]) -> Tensor | None:
+        a, present_a = self._embedding(rep, self.first)
+        b, present_b = self._embedding(rep, self.second)
+        a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
+        valid = present_a & present_b
+        groups = self._groups(batch, len(a), a.device)
+        rank, world = process_group()
+        if self.gather and self.training and world > 1:
+            groups = torch.where(groups < -1, groups - rank * len(a), groups)  # own groups stay unique across processes
+            a, b = gather_with_local_grad(a), gather_with_local_grad(b)
+            valid = gather_with_local_grad(valid.long()).bool()
+            groups = gather_with_local_grad(groups)
+        else:
+            world = 1
+        if not valid.any():
+            return None
+        loss = info_nce(a, b, valid, groups, self.scale())
+        # every process computes the loss of the whole gathered batch, with gradients only through its own
+        # rows; DDP averages the processes' gradients, so scale them by the world size to get exactly the
+        # one-process gradient (the value stays the loss itself)
+        return loss if world == 1 else loss + (world - 1) * (loss - loss.detach())
+
+    def outputs(self, rep: Any) -> dict[str, Tensor]:
+        a, present_a = self._embedding(rep, self.first)
+        b, present_b = self._embedding(rep, self.second)
+        return {"a": F.normalize(a.float(), dim=-1), "b": F.normalize(b.float(), dim=-1),
+                "valid": (present_a & present_b).float()}
+
+    def evaluate(self, outputs: dict[str, Tensor], tensors: dict[str, Tensor]) -> dict[str, Any]:
+        if not outputs:
+            return {}
+        valid = outputs["valid"].bool()
+        a, b = outputs["a"][valid], outputs["b"][valid]
+        if self.grouped and group_key(self.name) in tensors:
+            groups = tensors[group_key(self.name)][valid]
+            groups = torch.where(groups >= 0, groups, -2 - torch.arange(len(groups)))
+        else:
+            groups = torch.arange(len(a))
+        if not len(a):
+            return {}
+        similarity = a @ b.T
+        forward, backward = recall_at_k(similarity, groups, self.recall_at), recall_at_k(similarity.T, groups, self.recall_at)
+        names = (f"{self.first}_to_{self.second}", f"{self.second}_to_{self.first}")
+        metrics: dict[str, Any] = {}
+        for k in self.recall_at:
+            metrics[f"recall@{k}"] = (forward[k] + backward[k]) / 2
+            metrics[f"recall@{k}_{names[0]}"], metrics[f"recall@{k}_{names[1]}"] = forward[k], backward[k]
+        metrics["temperature"] = float(1 / self.scale().detach())
+        metrics["count"] = len(a)
+        return metrics
+
+
+def recall_at_k(similarity: Tensor, groups: Tensor, ks: list[int]) -> dict[int, float]:
+    """Share of queries (rows of ``similarity [Q, N]``) with a positive (same group) among their top K."""
+    top = similarity.topk(min(max(ks), similarity.shape[1]), dim=1).indices  # [Q, K]
+    hit = groups[top] == groups.unsqueeze(1)
+    return {k: float(hit[:, :k].any(dim=1).float().mean()) for k in ks}

@@ -1,0 +1,52 @@
+"""A recipe's stages: the pretraining stage is the recipe with its ``pretrain`` section laid over it
+(mappings merged key by key, anything else replaced), no tasks, and its own run name."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from mmcli.errors import RecipeError
+
+PRETRAIN_SUFFIX = "-pretrain"
+
+
+def overlay(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` laid over it: nested mappings merge, other values replace; a ``None``
+    value removes the key."""
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = overlay(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def pretraining_recipe(recipe: Any) -> Any:
+    """The recipe ``mmcli pretrain`` trains: the ``pretrain`` section over the recipe, without tasks,
+    expected metrics of the fine-tuning stage, sweeps or ``init``, on every train row (unless the
+    section sets ``data.train_fraction``), named ``NAME-pretrain``. A recipe without a ``pretrain``
+    section but with objectives and no tasks is its own pretraining stage."""
+    from mmcli.recipe.loader import validate_recipe
+
+    if recipe.pretrain is None:
+        if recipe.tasks or not recipe.objectives:
+            raise RecipeError("pretrain: the recipe has no 'pretrain' section",
+                              hint="add one (pretrain: {objectives: {...}}), or give a recipe with objectives and no tasks")
+        return recipe
+    base = recipe.model_dump(mode="json", exclude={"pretrain", "init", "expected", "sweep"})
+    base.update(tasks={}, objectives={}, name=recipe.name + PRETRAIN_SUFFIX)
+    base["data"]["train_fraction"] = 1.0
+    base["training"].update(monitor=None, freeze_encoders=0)  # the fine-tuning stage's: its tasks, its backbone
+    stage = overlay(base, recipe.pretrain)
+    if stage.get("tasks"):
+        raise RecipeError("pretrain.tasks: the pretraining stage trains without labels", hint="use pretrain.objectives")
+    return validate_recipe(stage)
+
+
+def finetuning_recipe(recipe: Any, pretrained_run: str) -> Any:
+    """The fine-tuning stage of a two-stage recipe: the recipe initialised from ``pretrained_run``."""
+    return recipe.model_copy(update={"init": recipe.init or pretrained_run})
