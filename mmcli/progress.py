@@ -36,6 +36,10 @@ class TrainingProgress:
             shown = "not finite" if score is None else f"{score:.4f}"
             self.progress.console.print(f"epoch {epoch}: {monitor} = {shown}{mark}")
 
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.progress.console.print(text)
+
 
 @contextmanager
 def task_progress(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:

@@ -16,6 +16,9 @@ from mmcli.models.representation import LateVectors, Representation
 from mmcli.registries import ATTENTIONS, ENCODERS, FUSIONS
 
 
+PRECOMPUTED = "__precomputed"  # batch key suffix: an encoder's own precomputed outputs for the rows
+
+
 class SharedSpaceSettings(Settings):
     size: int | None = Field(None, ge=1, description="width of the shared space (default: model.hidden_size)")
     tied: bool = Field(False, description="one projection for every input instead of one per input")
@@ -43,26 +46,30 @@ class Backbone(nn.Module):
         return bool(getattr(self.fusion, "combines_predictions", False))
 
     def encode(self, batch: dict[str, Tensor]) -> dict[str, EncoderOutput]:
-        return {name: encoder(batch[name], batch[f"{name}_mask"]) for name, encoder in self.encoders.items()}
+        """Each encoder on its input; on what it precomputed for the rows instead, where the batch has
+        it (``name + PRECOMPUTED``: a frozen pretrained tower's outputs, computed once per row)."""
+        return {name: encoder(batch.get(name + PRECOMPUTED, batch[name]), batch[f"{name}_mask"])
+                for name, encoder in self.encoders.items()}
 
     def fuse(self, encoded: dict[str, EncoderOutput]) -> Representation:
         attended = encoded if self.attention is None else self.attention(encoded)
-        late, task_vectors = None, {}
-        if self.combines_predictions:
-            vectors, weights = self.fusion.per_modality(attended)
-            fused = (vectors * weights.unsqueeze(-1)).sum(dim=1)
-            late = LateVectors(list(self.fusion.names), vectors, weights)
-        else:
-            fused = self.fusion(attended)
-            if isinstance(fused, dict):  # a fused vector per task (e.g. gated fusion with per_task)
-                task_vectors = fused
-                fused = torch.stack(list(fused.values())).mean(dim=0)
         shared = {}
         if self.shared is not None:
             shared = {name: self.shared[name if name in self.shared else "tied"](output.pooled)
                       for name, output in encoded.items()}
-        return Representation(encoded=encoded, inputs=attended, fused=fused, shared=shared,
-                              task_vectors=task_vectors, late=late, dropout=self.dropout)
+        return Representation(encoded=encoded, inputs=attended, shared=shared, dropout=self.dropout,
+                              fuse=lambda: self._fusion(attended))
+
+    def _fusion(self, attended: dict[str, EncoderOutput]) -> tuple[Tensor, dict[str, Tensor], LateVectors | None]:
+        """``(fused [B, D], task vectors, late vectors)``: what the fusion makes of the inputs."""
+        if self.combines_predictions:
+            vectors, weights = self.fusion.per_modality(attended)
+            fused = (vectors * weights.unsqueeze(-1)).sum(dim=1)
+            return fused, {}, LateVectors(list(self.fusion.names), vectors, weights)
+        fused = self.fusion(attended)
+        if isinstance(fused, dict):  # a fused vector per task (e.g. gated fusion with per_task)
+            return torch.stack(list(fused.values())).mean(dim=0), fused, None
+        return fused, {}, None
 
     def forward(self, batch: dict[str, Tensor]) -> Representation:
         return self.fuse(self.encode(batch))

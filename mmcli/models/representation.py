@@ -3,7 +3,7 @@ shared-space projections, for one batch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -25,7 +25,6 @@ class LateVectors:
     weights: Tensor
 
 
-@dataclass
 class Representation:
     """One batch as the backbone sees it.
 
@@ -40,16 +39,37 @@ class Representation:
             ``model.shared_space``).
         task_vectors: objective name -> ``[B, D]``, with a fusion that fuses once per task.
         late: per-input vectors and weights, with a fusion that combines predictions.
+
+    The backbone hands over its fusion as ``fuse`` (returning ``(fused, task_vectors, late)``), run
+    when one of those three is first read: objectives that read only the inputs (contrastive,
+    adversarial) cost no fusion.
     """
 
-    encoded: dict[str, EncoderOutput]
-    inputs: dict[str, EncoderOutput]
-    fused: Tensor
-    shared: dict[str, Tensor] = field(default_factory=dict)
-    task_vectors: dict[str, Tensor] = field(default_factory=dict)
-    late: LateVectors | None = None
-    dropout: Callable[[Tensor], Tensor] | None = None
-    _dropped: dict[object, Tensor] = field(default_factory=dict, repr=False)
+    def __init__(self, encoded: dict[str, EncoderOutput], inputs: dict[str, EncoderOutput], fused: Tensor | None = None,
+                 shared: dict[str, Tensor] | None = None, task_vectors: dict[str, Tensor] | None = None,
+                 late: LateVectors | None = None, dropout: Callable[[Tensor], Tensor] | None = None,
+                 fuse: Callable[[], tuple[Tensor, dict[str, Tensor], LateVectors | None]] | None = None) -> None:
+        self.encoded, self.inputs, self.shared, self.dropout = encoded, inputs, shared or {}, dropout
+        self._fuse = fuse
+        self._fusion = None if fuse is not None else (fused, task_vectors or {}, late)
+        self._dropped: dict[object, Tensor] = {}
+
+    def _fused_parts(self) -> tuple[Tensor, dict[str, Tensor], LateVectors | None]:
+        if self._fusion is None:
+            self._fusion = self._fuse()
+        return self._fusion
+
+    @property
+    def fused(self) -> Tensor:
+        return self._fused_parts()[0]
+
+    @property
+    def task_vectors(self) -> dict[str, Tensor]:
+        return self._fused_parts()[1]
+
+    @property
+    def late(self) -> LateVectors | None:
+        return self._fused_parts()[2]
 
     def fused_for(self, name: str) -> Tensor:
         """``[B, D]`` the vector objective ``name`` reads: its own with per-task fusion, else the fused

@@ -85,20 +85,18 @@ class ModalityAdversary(Objective):
             return self.strength * min(self.progress / self.warmup, 1.0)
         return self.strength * (2 / (1 + math.exp(-10 * self.progress)) - 1)
 
-    def _logits(self, rep: Any) -> tuple[Tensor, Tensor]:
-        """(logits ``[R, M]``, labels ``[R]``: the input's index) over every present (row, input), the
-        embeddings through the gradient reversal."""
-        logits, labels = [], []
+    def loss(self, rep: Any, batch: dict[str, Tensor]) -> Tensor:
+        """Cross-entropy of the input's index over every present (row, input), the embeddings through the
+        reversal; absent rows are masked, not removed (no host sync), and count for nothing."""
+        total, count = None, None
         for index, name in enumerate(self.names):
             vector, present = rep.embedding(name)
-            vector = reverse_gradient(vector[present], self.current_strength())
-            logits.append(self.discriminator(vector))
-            labels.append(torch.full((len(vector),), index, dtype=torch.long, device=vector.device))
-        return torch.cat(logits), torch.cat(labels)
-
-    def loss(self, rep: Any, batch: dict[str, Tensor]) -> Tensor | None:
-        logits, labels = self._logits(rep)
-        return F.cross_entropy(logits.float(), labels) if len(labels) else None
+            logits = self.discriminator(reverse_gradient(vector, self.current_strength()))
+            labels = torch.where(present, torch.full_like(present, index, dtype=torch.long), -100)
+            term = F.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")
+            total = term if total is None else total + term
+            count = present.sum() if count is None else count + present.sum()
+        return total / count.clamp(min=1)
 
     def outputs(self, rep: Any) -> dict[str, Tensor]:
         """Per row and input: whether the discriminator named the input right (-1: input absent)."""

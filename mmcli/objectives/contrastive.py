@@ -58,21 +58,29 @@ def group_key(name: str) -> str:
     return f"{name}_group"
 
 
-def info_nce(a: Tensor, b: Tensor, valid: Tensor, groups: Tensor, scale: Tensor) -> Tensor:
+def info_nce(a: Tensor, b: Tensor, valid: Tensor, groups: Tensor, scale: Tensor, grouped: bool = True) -> Tensor:
     """Symmetric multi-positive InfoNCE over the ``valid`` rows: ``a``, ``b`` ``[N, P]`` normalised,
-    ``groups [N]`` (rows with equal ids are positives), ``scale`` the inverse temperature."""
+    ``groups [N]`` (rows with equal ids are positives; ``grouped`` False: every row its own group, the
+    plain cross-entropy form), ``scale`` the inverse temperature. 0 when no row is valid. No host sync:
+    invalid rows are masked, not removed."""
     logits = scale * a @ b.T
     floor = torch.finfo(logits.dtype).min
-    keys = valid.unsqueeze(0)
-    positive = (groups.unsqueeze(0) == groups.unsqueeze(1)) & keys & valid.unsqueeze(1)
+    keys = ~valid.unsqueeze(0)
+    count = valid.sum().clamp(min=1)
+    if not grouped:
+        labels = torch.where(valid, torch.arange(len(logits), device=logits.device), -100)
+        forward = F.cross_entropy(logits.masked_fill(keys, floor), labels, ignore_index=-100, reduction="sum")
+        backward = F.cross_entropy(logits.T.masked_fill(keys, floor), labels, ignore_index=-100, reduction="sum")
+        return (forward + backward) / 2 / count
+    positive = (groups.unsqueeze(0) == groups.unsqueeze(1)) & ~keys & valid.unsqueeze(1)
 
     def direction(matrix: Tensor) -> Tensor:
-        everything = matrix.masked_fill(~keys, floor).logsumexp(dim=1)
+        everything = matrix.masked_fill(keys, floor).logsumexp(dim=1)
         positives = matrix.masked_fill(~positive, floor).logsumexp(dim=1)
         return everything - positives
 
     per_row = (direction(logits) + direction(logits.T)) / 2
-    return per_row[valid].mean()
+    return torch.where(valid, per_row, torch.zeros_like(per_row)).sum() / count
 
 
 @OBJECTIVES.register("contrastive", ContrastiveConfig)
@@ -127,9 +135,7 @@ class Contrastive(Objective):
             groups = gather_with_local_grad(groups)
         else:
             world = 1
-        if not valid.any():
-            return None
-        loss = info_nce(a, b, valid, groups, self.scale())
+        loss = info_nce(a, b, valid, groups, self.scale(), grouped=self.grouped)
         # every process computes the loss of the whole gathered batch, with gradients only through its own
         # rows; DDP averages the processes' gradients, so scale them by the world size to get exactly the
         # one-process gradient (the value stays the loss itself)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from mmcli.errors import RecipeError
@@ -48,5 +49,6 @@ def pretraining_recipe(recipe: Any) -> Any:
 
 
 def finetuning_recipe(recipe: Any, pretrained_run: str) -> Any:
-    """The fine-tuning stage of a two-stage recipe: the recipe initialised from ``pretrained_run``."""
-    return recipe.model_copy(update={"init": recipe.init or pretrained_run})
+    """The fine-tuning stage of a two-stage recipe: the recipe initialised from ``pretrained_run`` (an
+    absolute path in the saved recipe, so the run can be evaluated from any folder)."""
+    return recipe.model_copy(update={"init": recipe.init or str(Path(pretrained_run).resolve())})

@@ -228,3 +228,22 @@ def test_pretrain_on_a_manifest_without_labels_and_on_broken_media(small_workspa
     skipped = run_cli(*args[:2], f"data.manifest={broken}", *args[3:], "data.on_error=skip", cwd=small_workspace)
     assert skipped.code == 0, skipped.stderr[-2000:]
     assert skipped.json()["skipped"] == 1
+
+
+@pytest.mark.slow
+def test_run_chains_pretraining_and_fine_tuning_from_it(small_workspace):
+    result = run_cli("run", "recipes/pretrain-then-finetune.yaml", "pretrain.training.epochs=1", "training.epochs=2",
+                     "data.train_fraction=0.5", "--check", "--json", cwd=small_workspace)
+    assert result.code in (0, 1), result.stderr[-2000:]  # 1: trained, numbers out of range on 120 rows
+    payload = result.json()
+    pretrained = small_workspace / "runs" / "pretrain-then-finetune-pretrain"
+    assert (small_workspace / payload["pretrain"]["run_dir"]).resolve() == pretrained.resolve()
+    assert (pretrained / "metrics.json").is_file()
+    init = payload["metrics"]["training"]["init"]
+    assert Path(init["from"]) == pretrained.resolve() and init["loaded"] > 0
+    assert any(key.startswith("backbone.encoders.caption.") for key in init["unexpected"])
+    stages = [row.get("stage") for row in payload["check"]]
+    assert stages == ["pretrain", None]  # each stage's expected metrics, checked
+    human = run_cli("run", "recipes/pretrain-then-finetune.yaml", "pretrain.training.epochs=1", "training.epochs=1",
+                    "name=chained-again", cwd=small_workspace)
+    assert human.code == 0 and "initialised from" in human.stdout and "unexpected" in human.stdout, human.stdout[-2000:]

@@ -54,6 +54,10 @@ def test_loss_equals_the_reference_and_rows_without_both_inputs_are_left_out() -
     present = torch.tensor([True] * 5 + [False] * 3)
     partial = objective().train().loss(rep(a, b, present), {})
     torch.testing.assert_close(partial, reference(a[:5], b[:5], list(range(5)), 0.1))
+    grouped = objective("caption").train().loss(rep(a, b, present), {"clip_group": torch.arange(N) + 100})
+    torch.testing.assert_close(grouped, partial)  # distinct groups: the same loss by the general form
+    nothing = objective().train().loss(rep(a, b, torch.zeros(N, dtype=torch.bool)), {})
+    assert float(nothing.detach()) == 0.0 and nothing.requires_grad  # no pair: nothing to learn, no NaN
 
 
 def test_rows_of_one_group_are_positives() -> None:

@@ -173,9 +173,19 @@ class TextHFEncoder(PretrainedEncoder):
         hidden = F.pad(hidden, (0, 0, 0, length - used))
         return _scatter(rows, hidden, b), _scatter(rows, pooled, b)
 
+    def precompute(self, x: Tensor, mask: Tensor) -> Tensor:
+        """``[B, L, H]`` the frozen model's hidden states, which never change while the rest trains:
+        computed once per row (before training) and handed back to ``forward`` in place of the ids."""
+        return self.hidden_states(x, mask)[0]
+
     def forward(self, x: Tensor, mask: Tensor) -> EncoderOutput:
+        """``x``: token ids ``[B, L]``, or hidden states ``[B, L, H]`` from :meth:`precompute`."""
         mask = mask.bool()
-        hidden, pooled = self.hidden_states(x, mask)
+        if x.is_floating_point():
+            hidden = x.to(self.proj.weight.dtype).masked_fill(~mask.unsqueeze(-1), 0.0)
+            pooled = masked_mean(hidden, mask) if self.pooling == "mean" else hidden[:, 0]
+        else:
+            hidden, pooled = self.hidden_states(x, mask)
         return finish(self.proj(hidden), mask, self.proj(pooled), self.missing)
 
 

@@ -25,8 +25,17 @@ class Progress(Callback):
     def on_epoch_end(self, run: Any, record: dict[str, Any], improved: bool) -> None:
         if self.bar is not None:
             self.bar.epoch_done(record["epoch"], run.monitor.label, run.monitor.score(record), improved)
+            losses = record.get("train_losses", {})
+            if len(losses) > 1:  # several objectives: each one's loss and the weight it trained with
+                weights = record.get("loss_weights", {})
+                self.bar.note("  " + ", ".join(f"{name} {_shown(value)} (w {weights.get(name, 0):.3g})"
+                                               for name, value in losses.items()))
 
     def on_close(self, run: Any) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+
+
+def _shown(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
