@@ -16,7 +16,7 @@ install: $(BIN)/.installed
 
 demo: install
 	$(BIN)/mmcli datasets make shapes data/shapes --size $(SIZE) --seed 0
-	$(BIN)/mmcli run recipes/quickstart.yaml --check
+	$(BIN)/mmcli run recipes/quickstart.yaml --check --overwrite
 
 # the fast tier: every unit test and the CLI checks that share one small trained run (minutes)
 test: install

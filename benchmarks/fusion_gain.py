@@ -30,7 +30,7 @@ def main() -> None:
     for label, overrides in runs.items():
         recipe = load_recipe(args.recipe, [*overrides, f"name=bench-{label}"])
         start = time.perf_counter()
-        metrics = finetune(recipe, show_progress=False)["metrics"]
+        metrics = finetune(recipe, show_progress=False, overwrite=True)["metrics"]
         results[label] = {"value": metrics[args.split][args.task][args.metric], "seconds": round(time.perf_counter() - start, 1)}
     best_single = max(v["value"] for k, v in results.items() if k != "fused")
     print(json.dumps({"benchmark": "fusion_gain", "recipe": args.recipe, "task": args.task, "metric": args.metric,

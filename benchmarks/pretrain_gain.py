@@ -31,9 +31,11 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         recipe = load_recipe(args.recipe, [*args.set, f"seed={seed}"])
         base = f"{recipe.name}-seed{seed}"
-        pretrained = finetune(pretraining_recipe(recipe.model_copy(update={"name": base})), show_progress=False)
-        tuned = finetune(finetuning_recipe(recipe.model_copy(update={"name": base}), pretrained["run_dir"]), show_progress=False)
-        scratch = finetune(recipe.model_copy(update={"name": f"{base}-scratch"}), show_progress=False)
+        pretrained = finetune(pretraining_recipe(recipe.model_copy(update={"name": base})), show_progress=False,
+                              overwrite=True)
+        tuned = finetune(finetuning_recipe(recipe.model_copy(update={"name": base}), pretrained["run_dir"]),
+                         show_progress=False, overwrite=True)
+        scratch = finetune(recipe.model_copy(update={"name": f"{base}-scratch"}), show_progress=False, overwrite=True)
         row = {"seed": seed,
                "pretrained": tuned["metrics"][args.split][args.task][args.metric],
                "scratch": scratch["metrics"][args.split][args.task][args.metric],

@@ -67,7 +67,7 @@ def finished(recipe) -> bool:
 
 def trained_run(recipe):
     if not finished(recipe):
-        finetune(recipe, show_progress=False)
+        finetune(recipe, show_progress=False, overwrite=True)
     return open_run(Path(recipe.output_dir) / recipe.name)
 
 

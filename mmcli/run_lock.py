@@ -1,8 +1,18 @@
-"""One writer per run directory: a lock file naming the owning process; stale locks are taken over."""
+"""One writer per run directory, through an OS lock (``fcntl.flock``) that cannot be stolen while its
+holder lives and is released by the kernel when the holder dies, however it dies.
+
+The lock file sits beside the run directory (``OUTPUT_DIR/.NAME.lock``), not inside it, so a run can
+be trained in a staging folder and renamed into place under the lock. Writers (finetune, pretrain,
+evaluate) hold it exclusively; readers (predict, encode) hold it shared, so they run together but
+never beside a writer: a run that is being trained is refused with one line naming the process.
+The file stays when released (deleting a lock file races with the next process opening it); what it
+holds (the holder's pid and command) only serves the error message.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -12,56 +22,38 @@ from typing import Iterator
 
 from mmcli.errors import MmcliError
 
-LOCK_FILE = ".lock"
+
+def lock_path(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    return run_dir.parent / f".{run_dir.name}.lock"
 
 
-def _alive(pid: int) -> bool:
+def _holder(path: Path) -> str:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _owner(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
+        owner = json.loads(path.read_text())
+        where = "" if owner.get("host") == socket.gethostname() else f" on host {owner.get('host')}"
+        return f"process {owner.get('pid')}{where} ({owner.get('command', '?')})"
     except (OSError, ValueError):
-        return None
+        return "another process"
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path, command: str) -> Iterator[None]:
-    """Hold ``run_dir/.lock`` while ``command`` writes there.
-
-    Another live process holding it -> a one-line error; a lock left by a dead process (same
-    host) or an unreadable one is stale and taken over.
-    """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK_FILE
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": time.time()}
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            owner = _owner(path)
-            if owner and owner.get("host") == me["host"] and _alive(int(owner.get("pid", -1))) and owner["pid"] != me["pid"]:
-                raise MmcliError(f"{run_dir}: in use by process {owner['pid']} ({owner.get('command', '?')})",
-                                 hint="wait for it to finish, or use another --run-dir")
-            if owner and owner.get("host") != me["host"]:
-                raise MmcliError(f"{run_dir}: locked by process {owner.get('pid')} on host {owner.get('host')}",
-                                 hint=f"if that process is gone, delete {path}")
-            path.unlink(missing_ok=True)  # stale: its process is dead
-            continue
-        with os.fdopen(fd, "w") as handle:
-            json.dump(me, handle)
-        break
-    else:
-        raise MmcliError(f"{run_dir}: could not take the lock {path}", hint="another mmcli is starting there; retry")
+def run_lock(run_dir: Path, command: str, shared: bool = False) -> Iterator[None]:
+    """Hold the run's lock while ``command`` works on ``run_dir`` (exclusive, or ``shared`` for readers);
+    a one-line error if another process holds it in a way that conflicts."""
+    path = lock_path(Path(run_dir))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MmcliError(f"{run_dir}: in use by {_holder(path)}",
+                             hint="wait for it to finish, or use another run directory") from None
+        # who holds it, for the message another process gets
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": time.time()})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode(), 0)
         yield
     finally:
-        if (_owner(path) or {}).get("pid") == me["pid"]:
-            path.unlink(missing_ok=True)
+        os.close(fd)  # releases the lock

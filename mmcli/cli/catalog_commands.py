@@ -135,15 +135,16 @@ def datasets_make(
     size: Annotated[int, typer.Option("--size", min=1, help="Number of rows.")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same bytes).")] = 0,
     num_proc: Annotated[int, typer.Option("--num-proc", min=1, help="Worker processes.")] = 2,
+    force: Annotated[bool, typer.Option("--force", help="Write into a folder that holds other files.")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
-    """Generate a built-in dataset: manifest plus media files, deterministically."""
+    """Generate a built-in dataset: manifest plus media files, deterministically (refuses a folder of other files)."""
     def work() -> dict[str, Any]:
         from pathlib import Path
 
         from mmcli.data.synthetic import make_dataset
 
-        return make_dataset(name, Path(directory), size=size, seed=seed, num_workers=num_proc)
+        return make_dataset(name, Path(directory), size=size, seed=seed, num_workers=num_proc, force=force)
 
     execute(mode(json_output, quiet, debug), work,
             lambda r: typer.echo(f"wrote {r.get('rows')} rows to {r.get('manifest')} in {r.get('seconds', 0):.1f} s"))

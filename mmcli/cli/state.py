@@ -56,12 +56,16 @@ def execute(out: OutputMode, work: Callable[[], dict[str, Any]], render: Callabl
             exit_code: Callable[[dict[str, Any]], int] | None = None) -> None:
     """Run ``work``; print its result as JSON or through ``render``; turn errors into one line + exit code."""
     from mmcli.errors import EXIT_RUNTIME, MmcliError
+    from mmcli.interrupts import Interrupted, install
 
+    install()
     try:
         with _stdout_to_stderr(out.json):
             result = work()
     except MmcliError as error:
         _fail(out, error.one_line(), error.exit_code)
+    except Interrupted as stopped:
+        _fail(out, _stopped_line(stopped), stopped.exit_code, {"interrupted": {"signal": str(stopped), **stopped.details}})
     except KeyboardInterrupt:
         _fail(out, "interrupted", 130)
     except Exception as error:  # noqa: BLE001 - the CLI boundary: every failure becomes one line
@@ -80,11 +84,19 @@ def execute(out: OutputMode, work: Callable[[], dict[str, Any]], render: Callabl
         raise typer.Exit(code)
 
 
-def _fail(out: OutputMode, message: str, code: int) -> None:
+def _stopped_line(stopped: Any) -> str:
+    details = stopped.details
+    if "checkpoint" in details:
+        return (f"stopped by {stopped} after step {details['step']}: checkpoint {details['checkpoint']} saved "
+                f"(continue with --resume)")
+    return f"stopped by {stopped}"
+
+
+def _fail(out: OutputMode, message: str, code: int, extra: dict[str, Any] | None = None) -> None:
     if out.debug:
         traceback.print_exc(file=sys.stderr)
     if out.json:
-        sys.stdout.write(json.dumps({"ok": False, "error": message, "exit_code": code}) + "\n")
+        sys.stdout.write(json.dumps({"ok": False, "error": message, "exit_code": code, **(extra or {})}, default=str) + "\n")
     from rich.text import Text
 
     _stderr_console().print(Text.assemble(("error: ", "bold red"), message))

@@ -71,6 +71,7 @@ def finetune(
     recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME from the recipe).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in the run directory, once the new one has finished.")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Train the recipe's model (preprocessing first if needed); keep the best checkpoint and metrics."""
@@ -80,7 +81,7 @@ def finetune(
         from mmcli.workflows.finetune import finetune as run_finetune
 
         return run_finetune(_load(recipe, overrides), run_dir=run_dir, num_proc=num_proc,
-                            show_progress=out.show_progress, argv=sys.argv, resume=resume)
+                            show_progress=out.show_progress, argv=sys.argv, resume=resume, overwrite=overwrite)
 
     execute(out, work, _render_training)
 
@@ -98,6 +99,7 @@ def pretrain(
     recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME-pretrain).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in the run directory, once the new one has finished.")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Pretrain without labels: the recipe's 'pretrain' section (objectives such as contrastive), into NAME-pretrain."""
@@ -107,7 +109,7 @@ def pretrain(
         from mmcli.workflows.pretrain import pretrain as run_pretrain
 
         return run_pretrain(_load(recipe, overrides), run_dir=run_dir, num_proc=num_proc,
-                            show_progress=out.show_progress, argv=sys.argv, resume=resume)
+                            show_progress=out.show_progress, argv=sys.argv, resume=resume, overwrite=overwrite)
 
     execute(out, work, _render_training)
 
@@ -125,6 +127,7 @@ def run(
     sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="key.path=v1,v2,... : train each value (several --sweep: every combination) and compare.")] = None,
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in the run directory, once the new one has finished.")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Run every stage of a recipe: preprocess, pretrain (with a 'pretrain' section), finetune, evaluate (and --check)."""
@@ -137,9 +140,10 @@ def run(
         loaded = _load(recipe, overrides)
         grids = parse_sweep_options(sweep or []) or loaded.sweep
         if grids:
-            return run_sweep(recipe, loaded, list(overrides or []), grids, num_proc, show_progress=out.show_progress)
+            return run_sweep(recipe, loaded, list(overrides or []), grids, num_proc, show_progress=out.show_progress,
+                             overwrite=overwrite)
         return run_recipe(loaded, run_dir=run_dir, check=check, num_proc=num_proc,
-                          show_progress=out.show_progress, argv=sys.argv, resume=resume)
+                          show_progress=out.show_progress, argv=sys.argv, resume=resume, overwrite=overwrite)
 
     def render(result: dict[str, Any]) -> None:
         if "sweep" in result:
@@ -160,6 +164,7 @@ def run(
 run.epilog = examples(  # type: ignore[attr-defined]
     "mmcli run recipes/quickstart.yaml",
     "mmcli run recipes/quickstart.yaml --check",
+    "mmcli run recipes/quickstart.yaml --check --overwrite",
     "mmcli run quickstart training.epochs=3 --json",
     "mmcli run recipes/quickstart.yaml --sweep model.fusion.type=concat,gated,tensor",
     "mmcli run recipes/fusion-sweep.yaml",

@@ -8,6 +8,7 @@ a chunk whatever the dataset size.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -57,9 +58,12 @@ class RowDecoder:
 _WORKER: RowDecoder | None = None
 
 
-def _init_worker(decoder: RowDecoder) -> None:
+def _init_worker(decoder: RowDecoder, parent: int) -> None:
+    from mmcli.interrupts import worker_defaults
+
     global _WORKER
     _WORKER = decoder
+    worker_defaults(parent)
     if "torch" in sys.modules:
         # A forked child inherits a parent's OpenMP pool state but not its threads: the first
         # parallel torch op (audio features, resizing) would wait on them forever. One thread
@@ -92,7 +96,7 @@ def decode_rows(decoder: RowDecoder, cells: list[dict[str, Any]], features: Any,
     if num_proc > 1 and len(cells) > CHUNK_ROWS:
         # fork: workers inherit the fitted processors without pickling them or re-importing __main__
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        pool = context.Pool(num_proc, initializer=_init_worker, initargs=(decoder,))
+        pool = context.Pool(num_proc, initializer=_init_worker, initargs=(decoder, os.getpid()))
         results: Iterator[dict[str, list]] = pool.imap(_decode_in_worker, _chunks(cells))
     else:
         results = (decoder.chunk(chunk) for chunk in _chunks(cells))

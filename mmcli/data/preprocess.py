@@ -8,13 +8,16 @@ leaves a half-written cache behind.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -198,13 +201,40 @@ def preprocess(recipe: Any, num_proc: int = 1, force: bool = False, quiet: bool 
     target = Path(recipe.data.cache_dir) / key
     if (target / "summary.json").is_file() and not force:
         return load_cache(target, key, start)
+    with cache_lock(target):  # one builder per cache; the others wait, then reuse what it wrote
+        if (target / "summary.json").is_file() and not force:
+            return load_cache(target, key, start)
+        _remove_stale(target)
+        return _build(recipe, table, manifest, key, target, num_proc, quiet, start)
 
+
+@contextlib.contextmanager
+def cache_lock(target: Path) -> Iterator[None]:
+    """An OS lock (``fcntl.flock``, released by the kernel if the holder dies) on one cache key."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_stale(target: Path) -> None:
+    """What a killed build of this key left (its decoding folder, its staging folder); safe under the
+    key's lock, since no other process is building it."""
+    for path in target.parent.glob(f".{target.name}.*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _build(recipe: Any, table: pd.DataFrame, manifest: Path, key: str, target: Path, num_proc: int, quiet: bool,
+           start: float) -> Preprocessed:
     splits = assign_splits(table, recipe.data.split_column, recipe.data.split_ratios, recipe.seed)
     ids = row_ids(table, recipe.data.id_column, manifest)
     if not (splits == recipe.data.train_split).any():
         raise DataError(f"{manifest}: no rows in the train split '{recipe.data.train_split}'",
                         hint=f"splits present: {', '.join(sorted(set(map(str, splits))))}; set data.train_split")
-    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{key}.work.") as workdir:
         prepared = prepare_rows(recipe, table, manifest.parent, splits, ids, Path(workdir), None, num_proc, quiet,
                                 where=str(manifest))

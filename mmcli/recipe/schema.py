@@ -232,7 +232,7 @@ def _recipe_model(generation: int) -> type:
         "Recipe",
         __base__=Settings,
         __validators__={"check_references": model_validator(mode="after")(check_references)},
-        name=(str, Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="run name; the run directory is output_dir/name")),
+        name=(str, Field(..., pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", description="run name: one folder name (letters, digits, _ . -, not starting with . or -); the run directory is output_dir/name")),
         description=(str, ""),
         seed=(int, 0),
         output_dir=(str, "runs"),

@@ -59,3 +59,13 @@ def all_finite(loss: torch.Tensor, accelerator: Any) -> bool:
     if accelerator.num_processes > 1:
         bad = accelerator.reduce(bad, reduction="sum")
     return float(bad) == 0.0
+
+
+def broadcast_value(value: Any, state: Any) -> Any:
+    """The main process's ``value`` on every process, before an accelerator exists (``state``: the
+    process state of :func:`process_state`)."""
+    if state.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value], from_process=0)[0]

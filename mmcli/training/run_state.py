@@ -84,6 +84,7 @@ class TrainingRun:
     resumed_from: str | None = None
     best_info: dict[str, Any] | None = None
     shown_loss: float = math.nan  # the epoch's running loss as of the last log interval (progress display)
+    last_checkpoint: str | None = None  # the newest full checkpoint this run saved
 
     @property
     def device(self) -> torch.device:

@@ -16,6 +16,7 @@ import torch
 
 from mmcli.data.loader import (ROW_COLUMN, ShardedBatchSampler, batch_loader, batches_per_epoch, split_tensors,
                                subset_rows)
+from mmcli import interrupts
 from mmcli.errors import RecipeError, RuntimeFailure
 from mmcli.evaluation.scoring import objective_metrics
 from mmcli.inference.predictor import run_inference
@@ -90,7 +91,8 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
     try:
         for callback in callbacks:
             callback.on_train_begin(run)
-        _loop(run, callbacks, rows)
+        with interrupts.graceful():  # a signal stops training at a step boundary, checkpointed
+            _loop(run, callbacks, rows)
         state = run.state
         if run.is_main:
             atomic_write_jsonl(run.run_dir / "history.jsonl", state["history"])
@@ -132,7 +134,20 @@ def _loop(run: TrainingRun, callbacks: list[Callback], rows: int) -> None:
                     run.sync()
                 for callback in callbacks:
                     callback.on_step_end(run)
+            _stop_if_asked(run, callbacks)
         _end_epoch(run, callbacks)
+        _stop_if_asked(run, callbacks)
+
+
+def _stop_if_asked(run: TrainingRun, callbacks: list[Callback]) -> None:
+    """After a step: if a signal asked to stop, let the callbacks save what resuming needs, then stop."""
+    signum = interrupts.requested()
+    if signum is None:
+        return
+    for callback in callbacks:
+        callback.on_interrupt(run)
+    raise interrupts.Interrupted(signum, {"step": run.state["step"], "epoch": run.state["epoch"],
+                                          "checkpoint": run.last_checkpoint})
 
 
 def _train_step(run: TrainingRun, batch: dict[str, torch.Tensor], callbacks: list[Callback]) -> bool:

@@ -13,6 +13,15 @@ from mmcli.runs import atomic_write_bytes
 
 def encode_run(run_dir: str | Path, split: str = "test", output: str | Path | None = None,
                num_proc: int = 1, quiet: bool = True) -> dict[str, Any]:
+    from mmcli.run_lock import run_lock
+
+    from mmcli.workflows.run_dir import existing_run_dir
+
+    with run_lock(existing_run_dir(run_dir), "encode", shared=True):  # never from a run being trained
+        return _encode(run_dir, split, output, num_proc, quiet)
+
+
+def _encode(run_dir: str | Path, split: str, output: str | Path | None, num_proc: int, quiet: bool) -> dict[str, Any]:
     from mmcli.data.loader import split_tensors
     from mmcli.inference.predictor import run_inference
     from mmcli.workflows.run_dir import open_run, split_dataset

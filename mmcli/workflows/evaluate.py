@@ -26,6 +26,14 @@ def evaluate_run(run_dir: str | Path, split: str = "test", num_proc: int = 1, qu
     same split is the baseline curve for effective robustness. ``manifest``: evaluate every row of
     another labelled manifest instead (an external test set, decoded with the run's processors);
     its results are stored under ``external-NAME`` (see ``external_split_name``)."""
+    from mmcli.workflows.run_dir import existing_run_dir
+
+    with run_lock(existing_run_dir(run_dir), "evaluate"):  # before opening it: a run being trained is refused as in use
+        return _evaluate(run_dir, split, num_proc, quiet, robustness, reference, manifest)
+
+
+def _evaluate(run_dir: str | Path, split: str, num_proc: int, quiet: bool, robustness: bool,
+              reference: str | Path | None, manifest: str | Path | None) -> dict[str, Any]:
     from mmcli.evaluation.scoring import evaluate_splits
     from mmcli.workflows.run_dir import manifest_rows, open_run, split_dataset
 
@@ -46,17 +54,16 @@ def evaluate_run(run_dir: str | Path, split: str = "test", num_proc: int = 1, qu
         if errors_file is not None:
             result["errors_file"] = str(errors_file)
     report = _robustness(run, dataset, split, reference) if robustness else None
-    with run_lock(run.run_dir, "evaluate"):
-        path = run.run_dir / METRICS_FILE
-        stored = read_json(path) if path.is_file() else {}
-        stored[split] = metrics[split]
-        atomic_write_json(path, stored)
-        if report is not None:
-            from mmcli.evaluation.robustness import plot_robustness
+    path = run.run_dir / METRICS_FILE
+    stored = read_json(path) if path.is_file() else {}
+    stored[split] = metrics[split]
+    atomic_write_json(path, stored)
+    if report is not None:
+        from mmcli.evaluation.robustness import plot_robustness
 
-            result["robustness"] = report
-            result["robustness_file"] = str(atomic_write_json(run.run_dir / f"robustness-{split}.json", report))
-            result["robustness_plot"] = str(plot_robustness(report, run.run_dir / "plots" / f"robustness-{split}.png"))
+        result["robustness"] = report
+        result["robustness_file"] = str(atomic_write_json(run.run_dir / f"robustness-{split}.json", report))
+        result["robustness_plot"] = str(plot_robustness(report, run.run_dir / "plots" / f"robustness-{split}.png"))
     return result
 
 

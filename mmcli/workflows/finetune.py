@@ -28,25 +28,41 @@ def peak_memory_mb() -> float | None:
 
 
 def run_directory(recipe: Any, run_dir: str | Path | None = None) -> Path:
-    return Path(run_dir) if run_dir else Path(recipe.output_dir) / recipe.name
+    """``--run-dir``, or OUTPUT_DIR/NAME (a name is one path component: it never leaves OUTPUT_DIR)."""
+    if run_dir:
+        return Path(run_dir)
+    output = Path(recipe.output_dir)
+    path = output / recipe.name
+    if path.resolve().parent != output.resolve():
+        raise MmcliError(f"name: '{recipe.name}' must name a folder inside output_dir ({output})")
+    return path
 
 
 def finetune(recipe: Any, run_dir: str | Path | None = None, num_proc: int = 1, show_progress: bool = True,
-             argv: list[str] | None = None, resume: bool = False, callbacks: list[Any] | None = None) -> dict[str, Any]:
-    """Train and evaluate; with ``resume``, continue the run directory's newest checkpoint.
+             argv: list[str] | None = None, resume: bool = False, callbacks: list[Any] | None = None,
+             overwrite: bool = False) -> dict[str, Any]:
+    """Train and evaluate; with ``resume``, continue the run directory's newest checkpoint; a run
+    directory that holds a run is refused unless ``overwrite``, and then replaced only once the new run
+    has finished (:mod:`mmcli.run_slot`).
 
     Under a launcher (``torchrun --nproc_per_node N -m mmcli finetune ...``) every process trains on
     its share of each batch; only the main process takes the run lock, writes the run directory and
     evaluates, and the others return ``{"run_dir", "process"}``. ``callbacks``: training callbacks added to
     the recipe's own (:mod:`mmcli.training.callbacks`)."""
-    from mmcli.training.distributed import process_state
+    from mmcli.run_slot import choose_target, land
+    from mmcli.training.distributed import broadcast_value, process_state
 
     run_dir = run_directory(recipe, run_dir)
     processes = process_state(recipe)
     if not processes.is_main_process:
-        return _finetune(recipe, run_dir, num_proc, show_progress, argv, resume, processes, callbacks)
+        target = Path(broadcast_value(None, processes))
+        return _finetune(recipe, target, num_proc, show_progress, argv, resume, processes, callbacks)
     with run_lock(run_dir, "finetune"):
-        return _finetune(recipe, run_dir, num_proc, show_progress, argv, resume, processes, callbacks)
+        target = choose_target(run_dir, resume, overwrite)
+        broadcast_value(str(target), processes)
+        result = _finetune(recipe, target, num_proc, show_progress, argv, resume, processes, callbacks)
+        land(target, run_dir)
+    return {**result, "run_dir": str(run_dir)}
 
 
 def _check_same_recipe(recipe: Any, run_dir: Path) -> None:
@@ -76,16 +92,13 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
     main = processes.is_main_process
     if resume:
         _check_same_recipe(recipe, run_dir)
-    elif main:
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a new run never mixes with an old one's checkpoints
-    if main:
-        atomic_write_text(run_dir / RECIPE_FILE, recipe_to_yaml(recipe))
-        atomic_write_json(run_dir / ENV_FILE, environment_record(recipe.seed, argv))
     with processes.main_process_first():  # one process writes the cache, the others then read it
         prepared = preprocess(recipe, num_proc=num_proc, quiet=not (show_progress and main))
-    if main:
+    if main:  # only once the data is read: a run that cannot start writes nothing
+        atomic_write_text(run_dir / RECIPE_FILE, recipe_to_yaml(recipe))
+        atomic_write_json(run_dir / ENV_FILE, environment_record(recipe.seed, argv))
         atomic_write_json(run_dir / PREPROCESSING_FILE, prepared.preprocessing)
-        atomic_write_json(run_dir / "data.json", {"cache": str(prepared.cache_dir.resolve()), **prepared.summary()})
+        atomic_write_json(run_dir / "data.json", {**prepared.summary(), "cache": str(prepared.cache_dir.resolve())})
         shutil.copyfile(prepared.errors_file, run_dir / "errors.jsonl")
     datasets = prepared.load()
 

@@ -32,6 +32,18 @@ def _sample_table(recipe: Any, sample: dict[str, str]) -> tuple[Any, pd.DataFram
 
 def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample: dict[str, str] | None = None,
                 output: str | Path | None = None, num_proc: int = 1, quiet: bool = True) -> dict[str, Any]:
+    """Predictions for a manifest or one sample (JSONL). Refused with one line while the run is being
+    trained (a reader's shared lock): a half-trained checkpoint never answers."""
+    from mmcli.run_lock import run_lock
+
+    from mmcli.workflows.run_dir import existing_run_dir
+
+    with run_lock(existing_run_dir(run_dir), "predict", shared=True):
+        return _predict(run_dir, manifest, sample, output, num_proc, quiet)
+
+
+def _predict(run_dir: str | Path, manifest: str | Path | None, sample: dict[str, str] | None,
+             output: str | Path | None, num_proc: int, quiet: bool) -> dict[str, Any]:
     from mmcli.data.loader import split_tensors
     from mmcli.inference.predictor import run_inference
     from mmcli.workflows.run_dir import decode_rows, manifest_rows, open_run

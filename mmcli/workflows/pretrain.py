@@ -8,9 +8,9 @@ from typing import Any
 
 
 def pretrain(recipe: Any, run_dir: str | Path | None = None, num_proc: int = 1, show_progress: bool = True,
-             argv: list[str] | None = None, resume: bool = False) -> dict[str, Any]:
+             argv: list[str] | None = None, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     from mmcli.recipe.stages import pretraining_recipe
     from mmcli.workflows.finetune import finetune
 
     return finetune(pretraining_recipe(recipe), run_dir=run_dir, num_proc=num_proc, show_progress=show_progress,
-                    argv=argv, resume=resume)
+                    argv=argv, resume=resume, overwrite=overwrite)

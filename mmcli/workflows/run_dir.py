@@ -26,14 +26,29 @@ class LoadedRun:
     data: dict
 
 
-def open_run(run_dir: str | Path) -> LoadedRun:
-    from mmcli.model import build_model
-    from mmcli.training.checkpoint import load_weights
+def existing_run_dir(run_dir: str | Path) -> Path:
+    """``run_dir`` as a Path, or a one-line error when there is no such folder (checked before taking
+    its lock, which would otherwise leave a lock file beside a mistyped path)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: not a run directory (no such folder)", hint="pass the folder 'mmcli finetune' wrote, e.g. runs/quickstart")
+    return run_dir
 
+
+def require_run_dir(run_dir: str | Path) -> Path:
+    """``run_dir`` as a Path, or a one-line error when it is not a run directory."""
     run_dir = Path(run_dir)
     for needed in (RECIPE_FILE, PREPROCESSING_FILE):
         if not (run_dir / needed).is_file():
             raise DataError(f"{run_dir}: not a run directory (no {needed})", hint="pass the folder 'mmcli finetune' wrote, e.g. runs/quickstart")
+    return run_dir
+
+
+def open_run(run_dir: str | Path) -> LoadedRun:
+    from mmcli.model import build_model
+    from mmcli.training.checkpoint import load_weights
+
+    run_dir = require_run_dir(run_dir)
     recipe = validate_recipe(yaml.safe_load((run_dir / RECIPE_FILE).read_text(encoding="utf-8")))
     preprocessing = read_json(run_dir / PREPROCESSING_FILE)
     model = build_model(recipe, preprocessing)

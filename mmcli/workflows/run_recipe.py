@@ -18,7 +18,8 @@ def check_expected(recipe: Any, metrics: dict[str, Any]) -> list[dict[str, Any]]
 
 
 def run_recipe(recipe: Any, run_dir: str | Path | None = None, check: bool = False, num_proc: int = 1,
-               show_progress: bool = True, argv: list[str] | None = None, resume: bool = False) -> dict[str, Any]:
+               show_progress: bool = True, argv: list[str] | None = None, resume: bool = False,
+               overwrite: bool = False) -> dict[str, Any]:
     """Every stage: with a ``pretrain`` section, pretraining (run ``NAME-pretrain``) then fine-tuning
     initialised from it; else fine-tuning alone. ``check`` compares each stage's ``expected``."""
     from mmcli.recipe.stages import finetuning_recipe, pretraining_recipe
@@ -27,10 +28,12 @@ def run_recipe(recipe: Any, run_dir: str | Path | None = None, check: bool = Fal
     stages = []
     if recipe.pretrain is not None:
         first = pretraining_recipe(recipe)
-        pretrained = finetune(first, num_proc=num_proc, show_progress=show_progress, argv=argv, resume=resume)
+        pretrained = finetune(first, num_proc=num_proc, show_progress=show_progress, argv=argv, resume=resume,
+                              overwrite=overwrite)
         stages.append((first, pretrained))
         recipe = finetuning_recipe(recipe, pretrained["run_dir"])
-    result = finetune(recipe, run_dir=run_dir, num_proc=num_proc, show_progress=show_progress, argv=argv, resume=resume)
+    result = finetune(recipe, run_dir=run_dir, num_proc=num_proc, show_progress=show_progress, argv=argv, resume=resume,
+                      overwrite=overwrite)
     if stages:
         result["pretrain"] = stages[0][1]
     if check:

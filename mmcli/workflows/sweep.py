@@ -73,9 +73,10 @@ def _label(overrides: list[str]) -> str:
     return " ".join(parts)
 
 
-def run_variant(recipe: str, base_overrides: list[str], overrides: list[str], name: str, num_proc: int) -> dict[str, Any]:
+def run_variant(recipe: str, base_overrides: list[str], overrides: list[str], name: str, num_proc: int,
+                overwrite: bool = False) -> dict[str, Any]:
     args = [sys.executable, "-m", "mmcli", "finetune", recipe, *base_overrides, *overrides, f"name={name}",
-            "--json", "--num-proc", str(num_proc)]
+            "--json", "--num-proc", str(num_proc), *(["--overwrite"] if overwrite else [])]
     start = time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True)
     stdout, stderr = done.stdout, done.stderr
@@ -95,7 +96,7 @@ def run_variant(recipe: str, base_overrides: list[str], overrides: list[str], na
 
 
 def run_sweep(recipe_path: str, recipe: Any, base_overrides: list[str], grids: list[dict[str, list[Any]]],
-              num_proc: int = 1, show_progress: bool = True) -> dict[str, Any]:
+              num_proc: int = 1, show_progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     from mmcli.progress import task_progress
 
     combos = variants(grids)
@@ -104,7 +105,8 @@ def run_sweep(recipe_path: str, recipe: Any, base_overrides: list[str], grids: l
     rows = []
     with task_progress("sweep", len(combos), enabled=show_progress) as advance:
         for index, overrides in enumerate(combos):
-            rows.append(run_variant(recipe_path, base_overrides, overrides, f"{recipe.name}-sweep-{index:02d}", num_proc))
+            rows.append(run_variant(recipe_path, base_overrides, overrides, f"{recipe.name}-sweep-{index:02d}", num_proc,
+                                    overwrite))
             advance(1)
     split = next((s for s in recipe.evaluation.splits if s != recipe.data.validation_split), recipe.evaluation.splits[-1])
     return {"sweep": rows, "split": split, "main_metrics": _main_metrics(rows, [*recipe.tasks, *recipe.objectives])}

@@ -250,7 +250,10 @@ def make_shapes(out_dir: Path, size: int, seed: int, num_workers: int) -> dict[s
         # imports torch; an error in unguarded scripts). Workers only use numpy/PIL/soundfile/av,
         # so no lock held by a parent thread (torch, rich) is touched after the fork.
         method = "fork" if sys.platform == "linux" else "spawn"
-        with multiprocessing.get_context(method).Pool(num_workers) as pool:
+        from mmcli.interrupts import worker_defaults
+
+        with multiprocessing.get_context(method).Pool(num_workers, initializer=worker_defaults,
+                                                      initargs=(os.getpid(),)) as pool:
             rows = pool.map(_make_row, jobs, chunksize=max(1, size // (num_workers * 8)))
     else:
         rows = [_make_row(job) for job in jobs]

@@ -6,7 +6,8 @@ ascending ``order`` (batch transforms such as modality dropout and noise; evalua
 sees them); ``on_after_backward`` between the backward pass and gradient clipping; ``on_step_end`` after each
 optimizer step; ``on_epoch_end`` after validation with the
 epoch's record; ``on_train_end`` once the best weights are loaded, whose returned dicts are merged
-into ``metrics.json``'s ``training`` section; ``on_close`` last, also after an error. A callback that writes files does so only where
+into ``metrics.json``'s ``training`` section; ``on_interrupt`` when a signal stops training at a step
+boundary; ``on_close`` last, also after an error. A callback that writes files does so only where
 ``run.is_main`` (rank 0 under data parallelism) and calls ``run.sync()`` before saving anything that
 must not hold a diverged model.
 """
@@ -47,6 +48,9 @@ class Callback:
 
     def on_train_end(self, run: "TrainingRun") -> dict[str, Any] | None:
         return None
+
+    def on_interrupt(self, run: "TrainingRun") -> None:
+        """A signal asked training to stop (at a step boundary): save what resuming needs."""
 
     def on_close(self, run: "TrainingRun") -> None:
         pass

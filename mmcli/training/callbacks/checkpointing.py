@@ -23,13 +23,17 @@ class Checkpointing(Callback):
     def _save(self, run: Any) -> None:
         run.sync()  # never save the state of a model whose loss went non-finite
         if run.is_main:
-            save_training_state(run.run_dir / CHECKPOINTS, run.state["step"], run.model, run.optimizer,
-                                run.scheduler, run.progress_record(), run.recipe.training.keep_checkpoints)
+            saved = save_training_state(run.run_dir / CHECKPOINTS, run.state["step"], run.model, run.optimizer,
+                                        run.scheduler, run.progress_record(), run.recipe.training.keep_checkpoints)
+            run.last_checkpoint = str(saved)
 
     def on_step_end(self, run: Any) -> None:
         every = run.recipe.training.checkpoint_every
         if every and run.state["step"] % every == 0:
             self._save(run)
+
+    def on_interrupt(self, run: Any) -> None:
+        self._save(run)
 
     def on_epoch_end(self, run: Any, record: dict[str, Any], improved: bool) -> None:
         if improved and run.is_main:
