@@ -46,4 +46,24 @@ app.add_typer(catalog_commands.datasets_app, name="datasets")
 
 
 def main() -> None:
-    app()
+    """The console entry point. With ``--json``, a usage error (an unknown option, a missing argument)
+    is one JSON object on stdout too, as every other error is; without it, Typer reports as usual."""
+    import sys
+
+    if "--json" not in sys.argv[1:]:
+        app()
+        return
+    from typer._click import exceptions  # Typer's own copy of click's exceptions
+
+    try:
+        code = app(standalone_mode=False)  # an Exit comes back as its exit code
+    except exceptions.UsageError as error:
+        import json
+
+        sys.stdout.write(json.dumps({"ok": False, "error": error.format_message(), "exit_code": error.exit_code}) + "\n")
+        error.show()
+        sys.exit(error.exit_code)
+    except exceptions.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

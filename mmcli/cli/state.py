@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -68,10 +69,16 @@ def execute(out: OutputMode, work: Callable[[], dict[str, Any]], render: Callabl
         _fail(out, _stopped_line(stopped), stopped.exit_code, {"interrupted": {"signal": str(stopped), **stopped.details}})
     except KeyboardInterrupt:
         _fail(out, "interrupted", 130)
+    except OSError as error:  # the environment, not the input: a read-only folder, a full disk
+        _fail(out, _environment_line(error), EXIT_RUNTIME)
     except Exception as error:  # noqa: BLE001 - the CLI boundary: every failure becomes one line
         message = f"internal error: {type(error).__name__}: {' '.join(str(error).split())[:300]}"
         _fail(out, message + ("" if out.debug else " (rerun with --debug for the traceback)"), EXIT_RUNTIME)
     code = exit_code(result) if exit_code else 0
+    for warning in _warnings(result):  # on stderr, in every mode (the JSON object has them too)
+        from rich.text import Text
+
+        _stderr_console().print(Text.assemble(("warning: ", "bold yellow"), warning))
     if os.environ.get("RANK", "0") != "0":  # under a launcher only the main process reports (errors still do)
         if code:
             raise typer.Exit(code)
@@ -82,6 +89,31 @@ def execute(out: OutputMode, work: Callable[[], dict[str, Any]], render: Callabl
         render(result)
     if code:
         raise typer.Exit(code)
+
+
+def _warnings(result: dict[str, Any]) -> list[str]:
+    """A result's warnings and those of the stages it ran (``pretrain``)."""
+    found = list(result.get("warnings", []))
+    for stage in ("pretrain",):
+        if isinstance(result.get(stage), dict):
+            found += result[stage].get("warnings", [])
+    return found
+
+
+_ENVIRONMENT_HINTS = {
+    errno.EACCES: "it is not writable by you: choose another output_dir or data.cache_dir, or fix its permissions",
+    errno.EPERM: "it is not writable by you: choose another output_dir or data.cache_dir, or fix its permissions",
+    errno.EROFS: "its file system is read-only: choose another output_dir or data.cache_dir",
+    errno.ENOSPC: "the disk is full: free space or choose another output_dir or data.cache_dir (nothing half-written was kept)",
+    errno.EDQUOT: "the disk quota is exhausted: free space or choose another folder",
+}
+
+
+def _environment_line(error: OSError) -> str:
+    where = error.filename or "a file"
+    hint = _ENVIRONMENT_HINTS.get(error.errno or 0)
+    reason = error.strerror or type(error).__name__
+    return f"cannot write {where}: {reason} ({hint})" if hint else f"{where}: {reason}"
 
 
 def _stopped_line(stopped: Any) -> str:

@@ -43,13 +43,14 @@ def load_targets(recipe: Any, fitted: dict) -> dict[str, Any]:
             for key, (_, cfg) in target_columns(recipe).items()}
 
 
-def encode_targets(recipe: Any, table: pd.DataFrame, targets: dict[str, Any],
-                   required: bool = True) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+def encode_targets(recipe: Any, table: pd.DataFrame, targets: dict[str, Any], required: bool = True,
+                   labelled: bool = True) -> tuple[dict[str, np.ndarray], dict[int, str]]:
     """Encode every task's column; return arrays and {row: reason} for rows with unusable labels.
 
-    A missing label is allowed (the loss ignores it); a label never seen in train, or a
-    regression value that is not a number, is a bad row. With ``required=False`` (predict)
-    target columns may be absent.
+    A label never seen in train, or a regression value that is not a number, is a bad row; so is an
+    empty or null label where ``labelled`` (training, evaluation), unless the task says
+    ``allow_missing: true`` (its loss and metrics then skip such rows, and evaluation counts them).
+    With ``required=False`` (predict) target columns may be absent.
     """
     encoded: dict[str, np.ndarray] = {}
     errors: dict[int, list[str]] = {}
@@ -58,8 +59,16 @@ def encode_targets(recipe: Any, table: pd.DataFrame, targets: dict[str, Any],
             if required:
                 raise DataError(f"column '{cfg.column}' (from {where}) is not in the manifest")
             continue
-        values, bad = _encode_rows(targets[key], table[cfg.column].tolist())
+        cells = table[cfg.column].tolist()
+        values, bad = _encode_rows(targets[key], cells)
         encoded[key] = values
+        if labelled and not getattr(cfg, "allow_missing", True):
+            codec = targets[key]
+            unlabelled = np.isnan(values) if np.isnan(codec.missing) else values == codec.missing
+            for row in np.flatnonzero(unlabelled).tolist():
+                if row not in bad:  # empty, null, or (regression) not finite
+                    bad[row] = (f"no usable label in column '{cfg.column}': {cells[row]!r} "
+                                f"(set {where}.allow_missing: true if rows may lack one)")
         for row, reason in bad.items():
             errors.setdefault(row, []).append(f"{key}: {reason}")
     return encoded, {row: "; ".join(reasons) for row, reasons in errors.items()}

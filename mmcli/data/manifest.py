@@ -29,8 +29,11 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
         else:
             table = pd.read_parquet(path)
     except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})", hint="save the manifest as UTF-8") from error
+        raise DataError(f"{path}: not UTF-8 text: {_bad_utf8(path, error)}", hint="save the manifest as UTF-8") from error
     except (ValueError, pd.errors.ParserError, OSError) as error:
+        where = _bad_json_line(path) if kind == "jsonl" else None
+        if where is not None:
+            raise DataError(f"{path}: {where}", hint="each line must be one JSON object") from error
         raise DataError(f"{path}: cannot read the {kind} manifest: {' '.join(str(error).split())[:200]}") from error
     if kind == "csv" and not isinstance(table.index, pd.RangeIndex):
         # pandas silently makes the leading cells an index when every row has more cells than the header
@@ -43,6 +46,38 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     if duplicated:
         raise DataError(f"{path}: duplicate column names: {', '.join(duplicated)}")
     return table.astype(object).where(pd.notna(table), None).reset_index(drop=True)
+
+
+def _bad_utf8(path: Path, error: UnicodeDecodeError) -> str:
+    """Where the first byte that is not UTF-8 is, as a person finds it: line, column, byte offset
+    (the reader's own offset counts from the block it was reading)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as found:
+        line_start = data.rfind(b"\n", 0, found.start) + 1
+        line = data.count(b"\n", 0, found.start) + 1
+        return f"{found.reason} at line {line}, byte {found.start - line_start + 1} of the line (offset {found.start} in the file)"
+    return f"{error.reason}"
+
+
+def _bad_json_line(path: Path) -> str | None:
+    """The first JSONL line that is not one JSON object, with its line number and row."""
+    import json
+
+    row = 0
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line.strip())
+            except ValueError as error:
+                return f"line {number} (row {row}) is not valid JSON: {error.msg} (column {error.colno})"
+            if not isinstance(value, dict):
+                return f"line {number} (row {row}) is a JSON {type(value).__name__}, not an object"
+            row += 1
+    return None
 
 
 def require_columns(table: pd.DataFrame, needed: dict[str, str], manifest: Path) -> None:

@@ -151,11 +151,14 @@ class PreparedRows:
 
 
 def prepare_rows(recipe: Any, table: pd.DataFrame, base_dir: Path, splits: np.ndarray, ids: list[str], workdir: Path,
-                 fitted: dict | None = None, num_proc: int = 1, quiet: bool = True, where: str = "manifest") -> PreparedRows:
+                 fitted: dict | None = None, num_proc: int = 1, quiet: bool = True, where: str = "manifest",
+                 labels: bool | None = None) -> PreparedRows:
     """Decode media, fit (or load) processors and label encoders, encode targets, apply data.on_error.
 
     With ``fitted`` (a run's preprocessing.json) nothing is fitted: the run's processors are
     the only way raw inputs become tensors, and target columns may be absent (prediction).
+    ``labels``: the rows must carry their labels (a missing one is a bad row unless the task allows it);
+    default: when fitting (training), not with ``fitted`` (prediction).
     """
     processors = build_processors(recipe, fitted)
     decoded = decode_table(recipe, table, base_dir, processors, splits, ids, workdir, num_proc, show_progress=not quiet)
@@ -165,7 +168,8 @@ def prepare_rows(recipe: Any, table: pd.DataFrame, base_dir: Path, splits: np.nd
         targets = fit_targets(recipe, table.iloc[np.flatnonzero((splits == train_name) & media_ok)])
     else:
         targets = load_targets(recipe, fitted)
-    encoded, label_errors = encode_targets(recipe, table, targets, required=fitted is None)
+    need = fitted is None if labels is None else labels
+    encoded, label_errors = encode_targets(recipe, table, targets, required=fitted is None, labelled=need)
     records = _error_records(decoded, label_errors, ids, splits)
     if records and recipe.data.on_error == "fail":
         _raise_for_errors(records, where)

@@ -22,6 +22,8 @@ class SupervisedSettings(ObjectiveSettings):
     ``target_codec``."""
 
     column: str = Field(..., description="manifest column holding the target")
+    allow_missing: bool = Field(False, description="rows may have no label (empty or null): the loss and metrics skip "
+                                                   "them; otherwise such a row is a bad row, counted and reported")
     hidden: int | None = Field(None, ge=1, description="MLP hidden size of the head; None = one linear layer")
     dropout: float = Field(0.1, ge=0, lt=1)
 

@@ -119,5 +119,8 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
     if initialised is not None:
         metrics["training"]["init"] = initialised
     atomic_write_json(run_dir / METRICS_FILE, metrics)
-    return {"run_dir": str(run_dir), "preprocess": prepared.summary(), "metrics": metrics,
+    from mmcli.data.checks import data_warnings
+
+    warnings = data_warnings(recipe, prepared.splits, prepared.preprocessing)
+    return {"run_dir": str(run_dir), "preprocess": prepared.summary(), "metrics": metrics, "warnings": warnings,
             "skipped": prepared.skipped}

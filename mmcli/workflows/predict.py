@@ -77,15 +77,9 @@ def _predict(run_dir: str | Path, manifest: str | Path | None, sample: dict[str,
 
 def sample_by_modality(run_dir: str | Path, given: dict[str, str]) -> dict[str, str]:
     """Map --image/--audio/... to the run's input of that modality (input name -> value)."""
-    import yaml
+    from mmcli.workflows.run_dir import require_run_dir, run_recipe
 
-    from mmcli.recipe.loader import validate_recipe
-    from mmcli.runs import RECIPE_FILE
-
-    path = Path(run_dir) / RECIPE_FILE
-    if not path.is_file():
-        raise DataError(f"{run_dir}: not a run directory (no {RECIPE_FILE})")
-    recipe = validate_recipe(yaml.safe_load(path.read_text(encoding="utf-8")))
+    recipe = run_recipe(require_run_dir(run_dir))
     sample = {}
     for modality, value in given.items():
         names = [name for name, cfg in recipe.inputs.items() if cfg.modality == modality]

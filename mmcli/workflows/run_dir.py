@@ -44,12 +44,25 @@ def require_run_dir(run_dir: str | Path) -> Path:
     return run_dir
 
 
+def run_recipe(run_dir: Path) -> Any:
+    """The recipe a run saved, or one line naming the file when it is no longer readable."""
+    path = run_dir / RECIPE_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not valid YAML any more ({' '.join(str(error).split())[:120]})",
+                        hint="restore the file the run wrote, or train the run again") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: not a recipe (a YAML mapping)", hint="restore the file the run wrote")
+    return validate_recipe(data)
+
+
 def open_run(run_dir: str | Path) -> LoadedRun:
     from mmcli.model import build_model
     from mmcli.training.checkpoint import load_weights
 
     run_dir = require_run_dir(run_dir)
-    recipe = validate_recipe(yaml.safe_load((run_dir / RECIPE_FILE).read_text(encoding="utf-8")))
+    recipe = run_recipe(run_dir)
     preprocessing = read_json(run_dir / PREPROCESSING_FILE)
     model = build_model(recipe, preprocessing)
     checkpoint = load_weights(run_dir / BEST_CHECKPOINT, model)
@@ -83,20 +96,21 @@ def _redecode(run: LoadedRun, num_proc: int, quiet: bool) -> dict[str, Any]:
     table = read_manifest(manifest)
     splits = assign_splits(table, data.split_column, data.split_ratios, run.recipe.seed)
     ids = row_ids(table, data.id_column, manifest)
-    prepared = _prepare_with_run(run, run.recipe, table, manifest.parent, splits, ids, str(manifest), num_proc, quiet)
+    prepared = _prepare_with_run(run, run.recipe, table, manifest.parent, splits, ids, str(manifest), num_proc, quiet,
+                                 labels=True)  # the rows as preprocess kept them
     return {name: prepared.dataset.select(np.flatnonzero(prepared.keep & (splits == name)))
             for name in sorted(set(map(str, splits)))}
 
 
 def _prepare_with_run(run: LoadedRun, recipe: Any, table: Any, base_dir: Path, splits: Any, ids: list[str], where: str,
-                      num_proc: int, quiet: bool) -> Any:
+                      num_proc: int, quiet: bool, labels: bool = False) -> Any:
     """``prepare_rows`` with the run's fitted processors (never refit), into a temporary folder that
     lives until the process exits (the returned dataset memory-maps it)."""
     from mmcli.data.preprocess import prepare_rows
 
     workdir = Path(tempfile.mkdtemp(prefix="mmcli-rows-"))
     atexit.register(shutil.rmtree, workdir, True)
-    return prepare_rows(recipe, table, base_dir, splits, ids, workdir, run.preprocessing, num_proc, quiet, where)
+    return prepare_rows(recipe, table, base_dir, splits, ids, workdir, run.preprocessing, num_proc, quiet, where, labels)
 
 
 @dataclass
@@ -111,13 +125,13 @@ class ManifestRows:
 
 
 def decode_rows(run: LoadedRun, recipe: Any, table: Any, base_dir: Path, split: str, ids: list[str], where: str,
-                num_proc: int = 1, quiet: bool = True) -> ManifestRows:
+                num_proc: int = 1, quiet: bool = True, labels: bool = False) -> ManifestRows:
     """Decode ``table`` (every row counts as ``split``) with the run's fitted processors and label
     encoders; ``recipe`` is the run's own or a copy marking inputs optional."""
     import numpy as np
 
     splits = np.array([split] * len(table), dtype=object)
-    prepared = _prepare_with_run(run, recipe, table, base_dir, splits, ids, where, num_proc, quiet)
+    prepared = _prepare_with_run(run, recipe, table, base_dir, splits, ids, where, num_proc, quiet, labels)
     kept = np.flatnonzero(prepared.keep)
     return ManifestRows(prepared.dataset.select(kept), prepared.records, ids, kept)
 
@@ -136,4 +150,4 @@ def manifest_rows(run: LoadedRun, manifest: str | Path, split: str, num_proc: in
     require_columns(table, needed, manifest)
     id_column = recipe.data.id_column
     ids = table[id_column].astype(str).tolist() if id_column and id_column in table.columns else [str(i) for i in range(len(table))]
-    return decode_rows(run, recipe, table, manifest.parent, split, ids, str(manifest), num_proc, quiet)
+    return decode_rows(run, recipe, table, manifest.parent, split, ids, str(manifest), num_proc, quiet, labels=with_targets)

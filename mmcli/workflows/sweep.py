@@ -99,9 +99,16 @@ def run_sweep(recipe_path: str, recipe: Any, base_overrides: list[str], grids: l
               num_proc: int = 1, show_progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     from mmcli.progress import task_progress
 
+    from mmcli.recipe.loader import load_recipe
+
     combos = variants(grids)
     if not combos:
         raise RecipeError("sweep: nothing to sweep", hint="give --sweep key=v1,v2 or a 'sweep:' section in the recipe")
+    for overrides in combos:  # every variant validated before the first one trains
+        try:
+            load_recipe(recipe_path, [*base_overrides, *overrides])
+        except RecipeError as error:
+            raise RecipeError(f"sweep variant {_label(overrides)}: {error.message}", hint=error.hint) from None
     rows = []
     with task_progress("sweep", len(combos), enabled=show_progress) as advance:
         for index, overrides in enumerate(combos):

@@ -96,20 +96,25 @@ def test_a_killed_save_leaves_the_previous_checkpoint_loadable(small_workspace, 
     assert result.json()["metrics"]["training"]["resumed_from"].endswith(newest.name)
 
 
-def test_second_writer_is_refused_and_a_stale_lock_is_taken_over(small_workspace, uninterrupted):
+def test_second_writer_is_refused_and_a_dead_holders_lock_file_is_no_lock(small_workspace, uninterrupted):
     run_dir = small_workspace / "runs" / "straight"
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time, pathlib\nfrom mmcli.run_lock import run_lock\n"
+        f"with run_lock(pathlib.Path({str(run_dir)!r}), 'finetune'):\n    print('held', flush=True)\n    time.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
     try:
-        (run_dir / ".lock").write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename, "command": "finetune"}))
+        assert holder.stdout.readline().strip() == "held"
         result = run_cli("evaluate", str(run_dir), "--split", "test", cwd=small_workspace)
         assert result.code == 2
         assert f"in use by process {holder.pid}" in result.stderr and "Traceback" not in result.stderr
     finally:
         holder.kill()
         holder.wait()
+    # what a SIGKILLed holder leaves is a file, not a lock: the kernel released it with the process
+    lock = run_dir.parent / f".{run_dir.name}.lock"
+    assert lock.is_file()
     result = run_cli("evaluate", str(run_dir), "--split", "test", "--json", cwd=small_workspace)
     assert result.code == 0, result.stderr[-2000:]
-    assert not (run_dir / ".lock").exists()
 
 
 class _Payload:

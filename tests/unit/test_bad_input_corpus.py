@@ -393,7 +393,7 @@ def _(c):
     return Built(path, 0)
 
 
-@case("manifest-malformed-jsonl", "fatal", "cannot read the jsonl manifest", "case-manifest-malformed-jsonl.jsonl")
+@case("manifest-malformed-jsonl", "fatal", "line 4 (row 3) is not valid JSON", "case-manifest-malformed-jsonl.jsonl")
 def _(c):
     path = c.root / "case-manifest-malformed-jsonl.jsonl"
     lines = c.table().to_json(orient="records", lines=True).splitlines()
@@ -457,23 +457,35 @@ CASES.append(Case("label-regression-not-a-number-in-test", "row",
                   ("regression target is not a number: 'big'",), tuple(only("image"))))
 
 
-@case("label-empty-cells-are-missing-ok", "ok")
+@case("label-empty-cells-are-bad-rows", "row", "no usable label in column")
 def _(c):
-    # README: a missing label is allowed (the loss ignores it) -- not an error
+    # README: a row without its label is a bad row (counted, reported) unless the task allows it
     table = c.table()
     table.loc[c.safe_train[0], "scene"] = ""
     table.loc[c.test_rows[0], "direction"] = ""
     table.loc[c.safe_train[1], "size"] = ""
-    return write(c, "label-empty-cells-are-missing-ok", table)
+    return write(c, "label-empty-cells-are-bad-rows", table, [c.safe_train[0], c.test_rows[0], c.safe_train[1]])
 
 
-@case("label-jsonl-null-and-nonfinite-ok", "ok")
+@case("label-jsonl-null-and-nonfinite-bad-rows", "row", "no usable label in column", "'size': 'inf'")
 def _(c):
     table = c.table().astype(object)
     table.loc[c.safe_train[0], "scene"] = None
-    table.loc[c.safe_train[1], "size"] = "inf"  # not finite -> missing
+    table.loc[c.safe_train[1], "size"] = "inf"  # not finite: no usable label
     table.loc[c.test_rows[0], "size"] = "nan"
-    return write(c, "label-jsonl-null-and-nonfinite-ok", table, fmt="jsonl")
+    return write(c, "label-jsonl-null-and-nonfinite-bad-rows", table, [c.safe_train[0], c.safe_train[1], c.test_rows[0]],
+                 fmt="jsonl")
+
+
+@case("label-missing-allowed-by-the-recipe-ok", "ok")
+def _(c):
+    table = c.table().astype(object)
+    table.loc[c.safe_train[0], "scene"] = None
+    table.loc[c.safe_train[1], "size"] = "inf"
+    table.loc[c.test_rows[0], "direction"] = ""
+    built = write(c, "label-missing-allowed-by-the-recipe-ok", table, fmt="jsonl")
+    built.overrides = [f"tasks.{task}.allow_missing=true" for task in ("scene", "motion", "size")]
+    return built
 
 
 @case("label-jsonl-bool-regression-target", "row", "regression target is not a number: True")

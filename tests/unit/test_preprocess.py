@@ -90,3 +90,34 @@ def test_optional_input_with_empty_cells_is_missing_not_an_error(shapes, tmp_pat
     dataset = prepared.load()
     masks = {split: split_tensors(dataset[split], list(recipe.inputs), list(recipe.tasks))["image_mask"] for split in dataset}
     assert sum(int((~m.any(dim=1)).sum()) for m in masks.values()) == 6
+
+
+def test_a_malformed_jsonl_line_and_bad_utf8_are_named_by_line(tmp_path):
+    from mmcli.data.manifest import read_manifest
+    from mmcli.errors import DataError
+
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text("".join(f'{{"id": {i}, "text": "row {i}"}}\n' for i in range(15)) + '{"id": 15, "text": "cut\n'
+                     + '{"id": 16}\n')
+    with pytest.raises(DataError, match=r"line 16 \(row 15\) is not valid JSON"):
+        read_manifest(jsonl)
+    csv_file = tmp_path / "rows.csv"
+    lines = ["id,text"] + [f"{i},row {i}" for i in range(20)]
+    data = "\n".join(lines).encode("utf-8")
+    offset = data.index(b"row 14")
+    csv_file.write_bytes(data[:offset] + b"\xe9" + data[offset + 1:])  # a Latin-1 byte on line 16
+    with pytest.raises(DataError, match=rf"not UTF-8 text: .* at line 16, byte 4 of the line \(offset {offset} in the file\)"):
+        read_manifest(csv_file)
+
+
+def test_warnings_for_an_empty_validation_split_few_rows_and_one_class():
+    from types import SimpleNamespace as NS
+
+    from mmcli.data.checks import data_warnings
+
+    recipe = NS(data=NS(validation_split="validation", train_split="train"))
+    found = data_warnings(recipe, {"train": 1}, {"tasks": {"scene": {"spec": {"classes": ["a"]}},
+                                                           "size": {"spec": {"mean": 0, "std": 1}}}})
+    assert len(found) == 3
+    assert "split 'validation' has no rows" in found[0] and "has 1 row" in found[1] and "tasks.scene" in found[2]
+    assert data_warnings(recipe, {"train": 50, "validation": 5}, {"tasks": {"scene": {"spec": {"classes": ["a", "b"]}}}}) == []

@@ -21,7 +21,7 @@ def _write_mp4(path: Path, frames: int, size: tuple[int, int] = (64, 48), fastst
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         for i in range(frames):
-            image = np.full((size[1], size[0], 3), 20 * i, dtype=np.uint8)
+            image = np.full((size[1], size[0], 3), (20 * i) % 256, dtype=np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -104,3 +104,15 @@ def test_features(tmp_path: Path) -> None:
     batch = ds.with_format("numpy", dtype=None)[:]
     assert batch["vid"].shape == (1, 3, 3, 8, 8) and batch["vid"].dtype == np.uint8
     assert batch["vid_mask"].tolist() == [[True, True, False]]
+
+
+def test_a_video_that_decodes_far_fewer_frames_than_it_declares_is_a_bad_row(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.mp4"
+    _write_mp4(whole, 24, faststart=True)  # the frame count sits at the front, the frames after it
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # 4 of the 24 frames still decode
+    processor = VideoProcessor(VideoConfig(num_frames=4, size=16), "v")
+    assert processor.decode("whole.mp4", tmp_path)["v_mask"].all()
+    with pytest.raises(MediaError, match=r"truncated video .*declares 24 frames, \d+ decode"):
+        processor.decode("cut.mp4", tmp_path)

@@ -74,6 +74,9 @@ def sample_indices(total: int, wanted: int) -> list[int]:
     return [int((i + 0.5) * total / wanted) for i in range(wanted)]
 
 
+TRUNCATED = 0.75  # fewer decodable frames than this share of the declared count: a broken file
+
+
 def read_video(path: Path, config: VideoConfig, shown: str) -> list[np.ndarray]:
     """Decode the sampled frames as uint8 ``[C, S, S]`` arrays.
 
@@ -100,6 +103,8 @@ def read_video(path: Path, config: VideoConfig, shown: str) -> list[np.ndarray]:
         raise MediaError(f"cannot decode video {shown}: {' '.join(str(err).split())[:200]}") from err
     if seen == 0:
         raise MediaError(f"video has no frames: {shown}")
+    if declared > 0 and seen < TRUNCATED * declared:  # a count is a hint, give or take a frame; not 3 of 24
+        raise MediaError(f"truncated video {shown}: its container declares {declared} frames, {seen} decode")
     return [kept[i] for i in sample_indices(seen, config.num_frames)]
 
 
