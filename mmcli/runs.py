@@ -16,6 +16,21 @@ CHECKPOINTS = "checkpoints"  # full checkpoints step-N/ (exact resume) and best/
 BEST_CHECKPOINT = "checkpoints/best"
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_INFO = "model.json"
+RUN_LOG = "run.log"  # what the console showed, as plain text
+
+
+def _umask() -> int:
+    umask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(umask)
+    return umask
+
+
+def staging_dir(parent: Path, prefix: str) -> Path:
+    """A new hidden folder to fill and then rename into place, with the permissions ``mkdir`` would
+    give it under the umask (a temporary folder is 0700: nobody else could read the run)."""
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    os.chmod(path, 0o777 & ~_umask())
+    return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -26,6 +41,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            # as open() would make it (a temporary file is 0600): a teammate reads metrics.json as any other file
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -44,6 +61,14 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
 
 def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """One line at the end of a log (a log grows by appends: no atomic rewrite)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line.rstrip("\n") + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

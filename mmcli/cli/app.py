@@ -39,7 +39,7 @@ def main_options(
 
 
 for command in (training_commands.preprocess, training_commands.pretrain, training_commands.finetune, run_commands.evaluate,
-                run_commands.predict, run_commands.encode, training_commands.run):
+                run_commands.predict, run_commands.encode, run_commands.report, training_commands.run):
     app.command(epilog=command.epilog)(command)  # type: ignore[attr-defined]
 app.add_typer(catalog_commands.recipes_app, name="recipes")
 app.add_typer(catalog_commands.datasets_app, name="datasets")

@@ -109,3 +109,29 @@ def encode(
 
 
 encode.epilog = examples("mmcli encode runs/quickstart --split test", "mmcli encode runs/quickstart --split train -o train.parquet")
+
+
+def report(
+    run_dirs: Annotated[list[str], typer.Argument(help="Run directories to compare (the first is the reference).")],
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="HTML file (default RUN_DIR/report.html of the first run).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
+    json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
+) -> None:
+    """One self-contained HTML page comparing runs: metrics, learning curves, confusion matrices, robustness, recipe diffs."""
+    out = mode(json_output, quiet, debug)
+
+    def work() -> dict[str, Any]:
+        from pathlib import Path
+
+        from mmcli.errors import MmcliError
+        from mmcli.workflows.report import report as write_report
+
+        target = Path(output) if output else Path(run_dirs[0]) / "report.html"
+        if output and target.exists() and not overwrite:
+            raise MmcliError(f"{target}: already exists", hint="pass --overwrite to replace it, or another --output")
+        return write_report(run_dirs, target)
+
+    execute(out, work, lambda r: typer.echo(f"wrote {r['output']} ({len(r['runs'])} runs)"))
+
+
+report.epilog = examples("mmcli report runs/quickstart", "mmcli report runs/gated runs/late -o fusions.html")

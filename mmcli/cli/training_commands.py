@@ -7,7 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from mmcli.cli.options import DebugFlag, JsonFlag, NumProcOpt, OverridesArg, QuietFlag, RecipeArg, examples
+from mmcli.cli.options import (DebugFlag, JsonFlag, NumProcOpt, OverridesArg, OverwriteOpt, QuietFlag, RecipeArg, ResumeOpt,
+                               examples)
 from mmcli.cli.state import execute, mode
 
 
@@ -70,8 +71,7 @@ preprocess.epilog = examples(  # type: ignore[attr-defined]
 def finetune(
     recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME from the recipe).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in the run directory, once the new one has finished.")] = False,
+    resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Train the recipe's model (preprocessing first if needed); keep the best checkpoint and metrics."""
@@ -98,8 +98,7 @@ finetune.epilog = examples(  # type: ignore[attr-defined]
 def pretrain(
     recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME-pretrain).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in the run directory, once the new one has finished.")] = False,
+    resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Pretrain without labels: the recipe's 'pretrain' section (objectives such as contrastive), into NAME-pretrain."""
@@ -126,8 +125,7 @@ def run(
     check: Annotated[bool, typer.Option("--check", help="Compare with the recipe's expected metrics; exit 1 if any is out of range.")] = False,
     sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="key.path=v1,v2,... : train each value (several --sweep: every combination) and compare.")] = None,
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in the run directory, once the new one has finished.")] = False,
+    resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Run every stage of a recipe: preprocess, pretrain (with a 'pretrain' section), finetune, evaluate (and --check)."""

@@ -28,7 +28,7 @@ from mmcli.data.labels_step import encode_targets, fit_targets, load_targets, ta
 from mmcli.data.manifest import assign_splits, read_manifest, require_columns, row_ids
 from mmcli.errors import DataError
 from mmcli.registries import PROCESSORS
-from mmcli.runs import PREPROCESSING_FILE, atomic_write_json, atomic_write_jsonl
+from mmcli.runs import PREPROCESSING_FILE, atomic_write_json, atomic_write_jsonl, staging_dir
 
 ROW_COLUMN = "__row__"
 ID_COLUMN = "__id__"
@@ -261,7 +261,7 @@ def _write_cache(target: Path, key: str, decoded: Any, splits: np.ndarray, keep:
     names = sorted({str(s) for s in splits[keep]})
     by_split = DatasetDict({name: decoded.select(np.flatnonzero(keep & (splits == name))) for name in names})
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{key}."))
+    staging = staging_dir(target.parent, f".{key}.")
     try:
         by_split.save_to_disk(str(staging / "dataset"))
         atomic_write_json(staging / PREPROCESSING_FILE, preprocessing)

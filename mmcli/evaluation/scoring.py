@@ -3,6 +3,7 @@ inference wrapper summarises its per-row report."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,8 +28,10 @@ def wrapper_summaries(model: Any, inference: Inference) -> dict[str, Any]:
     return {wrapper.key: wrapper.summarize(inference.reports.get(name, {})) for name, wrapper in model.wrappers.items()}
 
 
-def evaluate_splits(model: Any, recipe: Any, datasets: Any, splits: list[str]) -> dict[str, Any]:
-    """{split: {objective: {metric: value}, "loss": value, "rows": n, <wrapper key>: counts}} per split."""
+def evaluate_splits(model: Any, recipe: Any, datasets: Any, splits: list[str],
+                    plots: Path | None = None) -> dict[str, Any]:
+    """{split: {objective: {metric: value}, "loss": value, "rows": n, <wrapper key>: counts}} per split;
+    with ``plots`` (a folder), a confusion matrix per classification task and split there."""
     from mmcli.data.loader import split_tensors
 
     device = next(model.parameters()).device
@@ -40,4 +43,22 @@ def evaluate_splits(model: Any, recipe: Any, datasets: Any, splits: list[str]) -
         results[split]["loss"] = inference.loss
         results[split]["rows"] = len(tensors["__row__"])
         results[split].update(wrapper_summaries(model, inference))
+        if plots is not None:
+            confusion_plots(model, inference, tensors, split, plots)
     return results
+
+
+def confusion_plots(model: Any, inference: Inference, tensors: dict[str, torch.Tensor], split: str, folder: Path) -> list[Path]:
+    """``confusion-SPLIT-TASK.png`` for every task with classes whose labels the split has."""
+    from mmcli.evaluation.plots import confusion_matrix
+
+    written = []
+    for name, task in model.tasks.items():
+        classes = getattr(task, "classes", None)
+        if classes is None or name not in tensors or name not in inference.predictions:
+            continue
+        predicted, true = task.metric_inputs(inference.predictions[name], tensors[name])
+        if true:
+            written.append(confusion_matrix(classes, predicted, true, f"{name} ({split} split)",
+                                            folder / f"confusion-{split}-{name}.png"))
+    return written

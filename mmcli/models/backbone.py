@@ -86,9 +86,27 @@ def build_encoders(recipe: Any, preprocessing: dict) -> dict[str, nn.Module]:
     encoders = {}
     for name, cfg in recipe.inputs.items():
         check_name("input", name)
+        if getattr(cfg, "share_encoder", None):
+            continue
         spec = {**preprocessing["inputs"][name]["spec"], "input": name}  # lets encoder errors name the recipe key
         encoders[name] = ENCODERS[cfg.modality].build(cfg.encoder, spec=spec, hidden_size=recipe.model.hidden_size)
-    return encoders
+    for name, cfg in recipe.inputs.items():
+        other = getattr(cfg, "share_encoder", None)
+        if other:
+            _check_shareable(name, other, preprocessing)
+            encoders[name] = encoders[other]  # one module: one set of weights, trained by both inputs
+    return {name: encoders[name] for name in recipe.inputs}
+
+
+def _check_shareable(name: str, other: str, preprocessing: dict) -> None:
+    """Two inputs can share an encoder when their tensors have the same layout (the encoder keeps the
+    statistics of the input it was built for)."""
+    mine, theirs = preprocessing["inputs"][name]["spec"], preprocessing["inputs"][other]["spec"]
+    for key in ("channels", "size", "n_features", "num_frames", "max_length", "vocab_size", "tokenizer_path"):
+        if mine.get(key) != theirs.get(key):
+            raise RecipeError(f"inputs.{name}.share_encoder: '{name}' and '{other}' are preprocessed to different "
+                              f"shapes ({key}: {mine.get(key)} and {theirs.get(key)})",
+                              hint="give both the same preprocessing settings")
 
 
 def fusion_combines_predictions(recipe: Any) -> bool:

@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, check_inputs
+from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, accuracy_of, check_inputs
 from mmcli.registries import OBJECTIVES
 
 
@@ -108,10 +108,7 @@ class ModalityAdversary(Objective):
         return {"right": torch.stack(columns, dim=1)}
 
     def evaluate(self, outputs: dict[str, Tensor], tensors: dict[str, Tensor]) -> dict[str, Any]:
-        if not outputs:
+        found = accuracy_of(outputs["right"]) if outputs else None
+        if found is None:
             return {}
-        right = outputs["right"]
-        scored = right[right >= 0]
-        if not len(scored):
-            return {}
-        return {"discriminator_accuracy": float(scored.mean()), "chance": 1 / len(self.names), "count": len(scored)}
+        return {"discriminator_accuracy": found[0], "chance": 1 / len(self.names), "count": found[1]}

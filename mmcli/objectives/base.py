@@ -105,3 +105,9 @@ class Objective(nn.Module, abc.ABC):
 
     def greater_is_better(self, metric: str) -> bool:
         return self.metrics[metric]
+
+
+def accuracy_of(right: Tensor) -> tuple[float, int] | None:
+    """(mean, count) of the 1/0 entries of ``right`` (right or wrong; -1: not scored), None when none is."""
+    scored = right[right >= 0]
+    return (float(scored.mean()), len(scored)) if len(scored) else None

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from mmcli.data.processors.labels import GroupColumn
 from mmcli.models.outputs import EncoderOutput
-from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, check_inputs
+from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, accuracy_of, check_inputs
 from mmcli.registries import OBJECTIVES
 
 
@@ -125,10 +125,7 @@ class Matching(Objective):
         return {"right": right}
 
     def evaluate(self, outputs: dict[str, Tensor], tensors: dict[str, Tensor]) -> dict[str, Any]:
-        if not outputs:
+        found = accuracy_of(outputs["right"]) if outputs else None
+        if found is None:
             return {}
-        right = outputs["right"]
-        scored = right[right >= 0]
-        if not len(scored):
-            return {}
-        return {"matching_accuracy": float(scored.mean()), "count": len(scored)}
+        return {"matching_accuracy": found[0], "count": found[1]}

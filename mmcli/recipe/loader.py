@@ -17,8 +17,14 @@ _TAG_KINDS = {"fusion": "fusion", "encoder": "encoder", "attention": "attention"
 
 
 def builtin_recipes_dir() -> Path:
-    """The repository's recipes/ folder (the package is installed in editable mode from it)."""
-    return Path(__file__).resolve().parent.parent.parent / "recipes"
+    """The repository's recipes/ folder when running from a checkout (an editable install), else the
+    copy a wheel installs in PREFIX/share/mmcli/recipes."""
+    import sys
+
+    checkout = Path(__file__).resolve().parent.parent.parent / "recipes"
+    if checkout.is_dir() and (checkout.parent / "pyproject.toml").is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "mmcli" / "recipes"
 
 
 def resolve_recipe_path(name_or_path: str) -> Path:

@@ -72,6 +72,9 @@ class TrainingSettingsBase(Settings):
     on_nan: Literal["fail", "skip_batch"] = Field("fail", description="non-finite loss: stop with the step and task, or skip and count the batch")
     mixed_precision: Literal["no", "bf16"] = "no"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    trackers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=lambda: ["csv"], description="experiment trackers, writing into the run directory: csv "
+        "(metrics.csv), tensorboard, mlflow (local file store, or MLFLOW_TRACKING_URI), wandb (offline by default)")
     freeze_encoders: int | Literal["always"] = Field(0, description="keep the encoders' weights (and BatchNorm "
                                                      "statistics) fixed for this many epochs, or 'always' (a linear "
                                                      "probe of an initialised backbone)")
@@ -113,6 +116,9 @@ def _input_model(modality: str) -> type:
         modality=(Literal[modality], ...),  # type: ignore[valid-type]
         column=(str, Field(..., description="manifest column holding this input")),
         optional=(bool, Field(False, description="an empty cell means the modality is missing for that row")),
+        share_encoder=(Union[str, None], Field(None, description="use the encoder of this other input of the same "
+                                                                 "modality (one set of weights for both; its encoder "
+                                                                 "settings apply)")),
         preprocessing=(processor_config, Field(default_factory=processor_config)),
         encoder=(
             _tagged_union(encoders.configs(), "type"),
@@ -214,6 +220,18 @@ def _recipe_model(generation: int) -> type:
         for i, item in enumerate(recipe.expected):
             if item.task not in known:
                 raise ValueError(f"expected.{i}.task: unknown task or objective '{item.task}' (known: {', '.join(known)})")
+        for name, cfg in recipe.inputs.items():
+            other = cfg.share_encoder
+            if other is None:
+                continue
+            if other not in recipe.inputs or other == name:
+                raise ValueError(f"inputs.{name}.share_encoder: '{other}' is not another input")
+            if recipe.inputs[other].modality != cfg.modality or recipe.inputs[other].share_encoder is not None:
+                raise ValueError(f"inputs.{name}.share_encoder: '{other}' must be a {cfg.modality} input with an "
+                                 "encoder of its own")
+            if cfg.modality == "text" and cfg.preprocessing.tokenizer != "hf":
+                raise ValueError(f"inputs.{name}.share_encoder: text inputs share an encoder only with one "
+                                 "vocabulary (preprocessing.tokenizer: hf, the same tokenizer_path)")
         for name, cfg in recipe.objectives.items():
             cfg.check(recipe, name)
         for plugin in plugins:

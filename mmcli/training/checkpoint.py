@@ -17,9 +17,22 @@ from mmcli.model import CHECKPOINT_FORMAT
 from mmcli.runs import MODEL_INFO, MODEL_WEIGHTS, atomic_write_bytes, atomic_write_json, read_json
 
 
+def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as safetensors can store it: on the CPU, contiguous, and a tensor that appears
+    under two names (an encoder shared by two inputs) stored as a copy under the second."""
+    out, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        if tensor.data_ptr() in seen and tensor.numel():
+            tensor = tensor.clone()
+        seen.add(tensor.data_ptr())
+        out[name] = tensor
+    return out
+
+
 def save_checkpoint(directory: Path, model: torch.nn.Module, info: dict[str, Any]) -> Path:
     """Write weights then metadata, each atomically; metadata last marks the checkpoint complete."""
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    state = state_tensors(model)
     atomic_write_bytes(directory / MODEL_WEIGHTS, save_safetensors(state))
     atomic_write_json(directory / MODEL_INFO, {**info, "format": CHECKPOINT_FORMAT, "mmcli": __version__})
     return directory

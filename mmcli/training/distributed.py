@@ -31,7 +31,7 @@ def process_state(recipe: Any) -> Any:
     return PartialState(cpu=_wants_cpu(recipe))
 
 
-def make_accelerator(recipe: Any) -> Any:
+def make_accelerator(recipe: Any, run_dir: Any = None) -> Any:
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
 
@@ -40,8 +40,13 @@ def make_accelerator(recipe: Any) -> Any:
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     # split_batches: each step's batch is the global one, shared by the processes, so the learning-rate
     # schedule takes one step per optimizer step (else accelerate steps it once per process)
+    trackers = []
+    if run_dir is not None and recipe.training.trackers:
+        from mmcli.training.callbacks.trackers import build_trackers
+
+        trackers = build_trackers(recipe.training.trackers, run_dir, recipe.name)
     return Accelerator(cpu=_wants_cpu(recipe), mixed_precision=recipe.training.mixed_precision, kwargs_handlers=[ddp],
-                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+                       dataloader_config=DataLoaderConfiguration(split_batches=True), log_with=trackers or None)
 
 
 def broadcast(value: Any, accelerator: Any) -> Any:

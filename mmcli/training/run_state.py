@@ -14,6 +14,8 @@ from mmcli.errors import DataError
 from mmcli.recipe.schema import COMBINED_LOSS
 from mmcli.training.loss_tracker import LossTracker
 
+LOG_EVERY = 25  # steps between reads of the running loss (each read is one host sync)
+
 
 @dataclass(frozen=True)
 class Monitor:

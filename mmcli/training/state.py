@@ -29,7 +29,8 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from mmcli.errors import DataError
-from mmcli.runs import MODEL_WEIGHTS, atomic_write_bytes, atomic_write_json
+from mmcli.runs import MODEL_WEIGHTS, atomic_write_bytes, atomic_write_json, staging_dir
+from mmcli.training.checkpoint import state_tensors
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -89,9 +90,9 @@ def save_training_state(folder: Path, step: int, model: torch.nn.Module, optimiz
                         scheduler: Any, progress: dict[str, Any], keep: int) -> Path:
     """Write ``folder/step-N`` atomically, then delete all but the newest ``keep`` checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{PREFIX}{step}."))
+    staging = staging_dir(folder, f".{PREFIX}{step}.")
     try:
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        weights = state_tensors(model)
         atomic_write_bytes(staging / MODEL_WEIGHTS, save_safetensors(weights))
         optimizer_tensors, optimizer_meta = _optimizer_tensors(optimizer)
         atomic_write_bytes(staging / OPTIMIZER_FILE, save_safetensors(optimizer_tensors))

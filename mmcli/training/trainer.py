@@ -25,10 +25,9 @@ from mmcli.training.callbacks import Callback, default_callbacks
 from mmcli.training.checkpoint import load_weights
 from mmcli.training.distributed import all_finite, broadcast, make_accelerator
 from mmcli.training.loss_tracker import LossTracker
-from mmcli.training.run_state import TrainingRun, resolve_monitor
+from mmcli.training.run_state import LOG_EVERY, TrainingRun, resolve_monitor
 from mmcli.training.seeding import seed_everything
 
-LOG_EVERY = 25  # steps between reads of the running loss (each read is one host sync)
 
 
 @dataclass
@@ -71,7 +70,7 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
     callbacks = default_callbacks(recipe, preprocessing) if callbacks is None else list(callbacks)
     callbacks = sorted(callbacks + list(extra_callbacks or []), key=lambda callback: callback.order)
 
-    accelerator = make_accelerator(recipe)
+    accelerator = make_accelerator(recipe, Path(run_dir))
     if cfg.batch_size % accelerator.num_processes:
         raise RecipeError(f"training.batch_size: the global batch ({cfg.batch_size}) must split evenly over "
                           f"{accelerator.num_processes} processes")

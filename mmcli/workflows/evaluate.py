@@ -47,7 +47,7 @@ def _evaluate(run_dir: str | Path, split: str, num_proc: int, quiet: bool, robus
             raise DataError(f"{manifest}: no row could be decoded ({len(skipped)} skipped)", hint=f"see {errors_file}")
     else:
         dataset = split_dataset(run, split, num_proc, quiet)
-    metrics = evaluate_splits(run.model, run.recipe, {split: dataset}, [split])
+    metrics = evaluate_splits(run.model, run.recipe, {split: dataset}, [split], plots=run.run_dir / "plots")
     result: dict[str, Any] = {"run_dir": str(run.run_dir), "split": split, "metrics": metrics[split]}
     if manifest is not None:
         result |= {"manifest": str(manifest), "skipped": len(skipped)}

@@ -9,7 +9,8 @@ from typing import Any
 from mmcli.errors import MmcliError
 from mmcli.recipe.loader import recipe_to_yaml, validate_recipe
 from mmcli.run_lock import run_lock
-from mmcli.runs import ENV_FILE, METRICS_FILE, PREPROCESSING_FILE, RECIPE_FILE, atomic_write_json, atomic_write_text, environment_record
+from mmcli.runs import (ENV_FILE, METRICS_FILE, PREPROCESSING_FILE, RECIPE_FILE, RUN_LOG, append_line, atomic_write_json,
+                        atomic_write_text, environment_record)
 
 
 def peak_memory_mb() -> float | None:
@@ -25,6 +26,13 @@ def peak_memory_mb() -> float | None:
     if torch.cuda.is_available():
         peak += torch.cuda.max_memory_allocated() / 2**20
     return round(peak, 1)
+
+
+def log(run_dir: Path, text: str) -> None:
+    """A line of ``run.log`` (what the console showed, kept with the run)."""
+    import time
+
+    append_line(run_dir / RUN_LOG, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}")
 
 
 def run_directory(recipe: Any, run_dir: str | Path | None = None) -> Path:
@@ -100,6 +108,10 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
         atomic_write_json(run_dir / PREPROCESSING_FILE, prepared.preprocessing)
         atomic_write_json(run_dir / "data.json", {**prepared.summary(), "cache": str(prepared.cache_dir.resolve())})
         shutil.copyfile(prepared.errors_file, run_dir / "errors.jsonl")
+        summary = prepared.summary()
+        log(run_dir, f"preprocess: {summary['rows']} rows, kept {summary['kept']}, skipped {summary['skipped']} "
+                     f"({', '.join(f'{k} {v}' for k, v in summary['splits'].items())}); "
+                     f"{'reused' if summary['reused_cache'] else 'wrote'} the cache {summary['cache']}")
     datasets = prepared.load()
 
     seed_everything(recipe.seed)
@@ -109,8 +121,13 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
                    preprocessing=prepared.preprocessing, extra_callbacks=callbacks)
     if not main:
         return {"run_dir": str(run_dir), "process": processes.process_index}
+    from mmcli.evaluation.plots import learning_curves
+
     splits = [s for s in recipe.evaluation.splits if s in datasets]
-    metrics = evaluate_splits(model, recipe, datasets, splits)
+    metrics = evaluate_splits(model, recipe, datasets, splits, plots=run_dir / "plots")
+    if result.history:
+        learning_curves(result.history, result.monitor, result.best_epoch, run_dir / "plots" / "learning-curves.png",
+                        {name: task.main_metric for name, task in model.tasks.items()})
     metrics["training"] = {"monitor": result.monitor, "best_score": result.best_score, "best_epoch": result.best_epoch,
                            "epochs": result.epochs_run, "steps": result.steps, "stopped_early": result.stopped_early,
                            "seconds": round(result.seconds, 2), "parameters": sum(p.numel() for p in model.parameters()),
@@ -122,5 +139,11 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
     from mmcli.data.checks import data_warnings
 
     warnings = data_warnings(recipe, prepared.splits, prepared.preprocessing)
+    for warning in warnings:
+        log(run_dir, f"warning: {warning}")
+    for split in splits:
+        shown = {name: {k: round(v, 4) for k, v in values.items() if isinstance(v, float)}
+                 for name, values in metrics[split].items() if isinstance(values, dict)}
+        log(run_dir, f"{split}: {shown}")
     return {"run_dir": str(run_dir), "preprocess": prepared.summary(), "metrics": metrics, "warnings": warnings,
             "skipped": prepared.skipped}

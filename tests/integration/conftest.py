@@ -49,3 +49,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small shapes dataset: fast runs for error handling and the commands."""
     return _make_workspace(tmp_path_factory.mktemp("small"), 120, 1)
+
+
+@pytest.fixture(scope="session")
+def small_run(small_workspace: Path) -> Path:
+    """One short quickstart finetune on the small dataset, shared by the command tests."""
+    result = run_cli("finetune", "recipes/quickstart.yaml", "name=small", "training.epochs=2",
+                     "training.batch_size=16", "--json", cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    return small_workspace / "runs" / "small"

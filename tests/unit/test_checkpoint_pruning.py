@@ -43,3 +43,20 @@ def test_pruning_keeps_the_newest_and_never_leaves_a_partial_step(tmp_path: Path
     assert sorted(p.name for p in folder.iterdir()) == ["step-6", "step-8"]
     save(folder, 8)  # the same step saved again replaces it whole
     assert [p.name for p in list_checkpoints(folder)] == ["step-6", "step-8"]
+
+
+def test_files_and_checkpoints_respect_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from mmcli.runs import atomic_write_json
+
+    previous = os.umask(0o022)
+    try:
+        written = atomic_write_json(tmp_path / "metrics.json", {"a": 1})
+        checkpoint = save(tmp_path / "checkpoints", 1)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o644
+    assert stat.S_IMODE(checkpoint.stat().st_mode) == 0o755
+    assert stat.S_IMODE((checkpoint / "model.safetensors").stat().st_mode) == 0o644

@@ -87,3 +87,35 @@ def test_a_name_a_plugin_uses_is_refused() -> None:
              "tasks": {"unimodal": {"type": "regression", "spec": {"mean": 0.0, "std": 1.0}}}}
     with pytest.raises(RecipeError, match="'unimodal' names a task or objective"):
         build_model(built, specs)
+
+
+def test_two_inputs_of_one_kind_can_share_an_encoder(tmp_path) -> None:
+    from mmcli.recipe.loader import validate_recipe
+    from mmcli.training.checkpoint import load_weights, save_checkpoint
+
+    image = {"modality": "image", "column": "a", "encoder": {"type": "cnn", "channels": [4]}}
+    data = {"name": "t", "data": {"manifest": "m.csv"}, "tasks": {"label": {"type": "classification", "column": "label"}},
+            "model": {"hidden_size": D}, "inputs": {"front": image, "back": {**image, "column": "b", "share_encoder": "front"}}}
+    built = validate_recipe(data)
+    specs = {"inputs": {name: {"modality": "image", "spec": SPECS["image"]} for name in ("front", "back")},
+             "tasks": {"label": {"type": "classification", "spec": {"classes": ["a", "b", "c"]}}}}
+    model = build_model(built, specs)
+    assert model.encoders["front"] is model.encoders["back"]
+    alone = build_model(validate_recipe({**data, "inputs": {"front": image, "back": {**image, "column": "b"}}}), specs)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(alone) - count(model) == sum(p.numel() for p in alone.encoders["back"].parameters())
+    save_checkpoint(tmp_path, model, {})  # the shared tensors stored under both names
+    again = build_model(built, specs)
+    load_weights(tmp_path, again)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value)
+    for bad, message in (({"share_encoder": "nope"}, "is not another input"),
+                         ({"share_encoder": "back"}, "is not another input")):
+        with pytest.raises(RecipeError, match=message):
+            validate_recipe({**data, "inputs": {"front": image, "back": {**image, "column": "b", **bad}}})
+    text = {"modality": "text", "column": "t"}
+    with pytest.raises(RecipeError, match="one vocabulary"):
+        validate_recipe({**data, "inputs": {"front": image, "t1": text, "t2": {**text, "share_encoder": "t1"}}})
+    other_size = {**specs, "inputs": {**specs["inputs"], "back": {"modality": "image", "spec": {**SPECS["image"], "size": 16}}}}
+    with pytest.raises(RecipeError, match="different shapes"):
+        build_model(built, other_size)

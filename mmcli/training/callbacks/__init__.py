@@ -19,10 +19,15 @@ def default_callbacks(recipe: Any, preprocessing: dict | None) -> list[Callback]
     from mmcli.training.callbacks.objective_schedule import ObjectiveSchedule
     from mmcli.training.callbacks.precompute_frozen import PrecomputeFrozen
     from mmcli.training.callbacks.progress import Progress
+    from mmcli.training.callbacks.run_log import RunLog
+    from mmcli.training.callbacks.trackers import Trackers
     from mmcli.training.callbacks.weighting_schedule import WeightingSchedule
 
     cfg = recipe.training
-    callbacks: list[Callback] = [PrecomputeFrozen(), WeightingSchedule(), Checkpointing(), Progress(), ObjectiveSchedule()]
+    callbacks: list[Callback] = [PrecomputeFrozen(), WeightingSchedule(), Checkpointing(), Progress(), RunLog(),
+                                 ObjectiveSchedule()]
+    if cfg.trackers:
+        callbacks.append(Trackers())
     if cfg.freeze_encoders:
         callbacks.append(FreezeEncoders(cfg.freeze_encoders))
     if cfg.modality_dropout > 0:

@@ -1,0 +1,65 @@
+"""A finetune's pictures and log, and the HTML report comparing runs, opened in a real headless browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from PIL import Image
+
+from .conftest import run_cli
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _browser() -> str | None:
+    found = next((path for path in map(shutil.which, BROWSERS) if path), None)
+    if found is None and os.environ.get("MMCLI_REQUIRE_BROWSER"):
+        pytest.fail("MMCLI_REQUIRE_BROWSER is set but no Chromium is installed (apt-get install chromium)")
+    return found
+
+
+def test_finetune_leaves_a_log_learning_curves_and_confusion_matrices(small_run):
+    log = (small_run / "run.log").read_text()
+    assert "epoch 1" in log and "epoch 2" in log and "test" in log
+    for name in ("learning-curves.png", "confusion-test-scene.png", "confusion-validation-scene.png"):
+        with Image.open(small_run / "plots" / name) as image:
+            assert image.width >= 600 and image.height >= 300, name
+            # a picture, not a blank canvas: many distinct colours
+            assert len(image.convert("RGB").getcolors(1 << 20)) > 50, name
+
+
+def test_report_is_one_self_contained_page_a_browser_renders(small_workspace, small_run, tmp_path):
+    second = small_workspace / "runs" / "small-copy"
+    if not second.exists():
+        shutil.copytree(small_run, second)
+        recipe = second / "recipe.yaml"
+        recipe.write_text(recipe.read_text().replace("epochs: 2", "epochs: 3"))
+    page = tmp_path / "report.html"
+    result = run_cli("report", str(small_run), str(second), "-o", str(page), "--json", cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    assert result.json()["output"] == str(page)
+    text = page.read_text()
+    assert text.count("<img") >= 6 and "data:image/png;base64," in text
+    assert "src=\"http" not in text and "href=\"http" not in text  # nothing fetched from outside
+    assert "-  epochs: 2" in text.replace("&quot;", '"') or "epochs: 2" in text  # the recipe diff
+    assert "accuracy" in text and "small-copy" in text
+
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no Chromium on this machine; .ci/run installs it")
+    shot = tmp_path / "report.png"
+    profile = tmp_path / "profile"
+    completed = subprocess.run(
+        [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         f"--user-data-dir={profile}", "--hide-scrollbars", "--window-size=1400,2000",
+         f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, text=True, timeout=180)
+    assert shot.is_file(), completed.stderr[-2000:]
+    with Image.open(shot) as image:
+        assert image.size == (1400, 2000)
+        colours = image.convert("RGB").getcolors(1 << 22)
+    # rendered tables and embedded plots, not an empty or error page
+    assert colours is not None and len(colours) > 200
