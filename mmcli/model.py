@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mmcli.errors import RecipeError
-from mmcli.models.backbone import (Backbone, build_attention, build_encoders, build_fusion, build_shared,
+from mmcli.models.backbone import (Backbone, build_attention, build_encoders, build_fusion, build_shared, fused_size,
                                    check_name, fusion_combines_predictions, shared_size)
 from mmcli.objectives.base import BuildContext, Objective
 from mmcli.plugins import active_plugins
@@ -63,11 +63,12 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
     specs = {name: preprocessing["inputs"][name]["spec"] for name in recipe.inputs}
     late = tuple(recipe.inputs) if fusion_combines_predictions(recipe) else ()
     size = shared_size(recipe)
+    fused = fused_size(recipe)
     tasks: dict[str, Objective] = {}
 
     def context(name: str, target_spec: dict | None = None) -> BuildContext:
         return BuildContext(name=name, hidden_size=hidden, inputs=inputs, input_specs=specs, target_spec=target_spec,
-                            late_inputs=late, shared_size=size, tasks=dict(tasks))
+                            late_inputs=late, shared_size=size, tasks=dict(tasks), fused_size=fused)
 
     # Creation order is part of seeded initialisation: encoders, task heads, fusion, attention, then
     # everything newer. Runs from before the split into backbone and objectives keep their numbers.

@@ -30,11 +30,13 @@ class TrainingProgress:
     def step(self, epoch: int, epochs: int, loss: float) -> None:
         self.progress.update(self.task, advance=1, epoch=f"{epoch}/{epochs}", loss=loss)
 
-    def epoch_done(self, epoch: int, monitor: str, score: float | None, improved: bool) -> None:
+    def epoch_done(self, epoch: int, monitor: str, score: float | None, improved: bool,
+                   samples_per_s: float | None = None) -> None:
         if self.enabled:
             mark = " [green]best[/]" if improved else ""
             shown = "not finite" if score is None else f"{score:.4f}"
-            self.progress.console.print(f"epoch {epoch}: {monitor} = {shown}{mark}")
+            speed = "" if samples_per_s is None else f" ({samples_per_s:.0f} samples/s)"
+            self.progress.console.print(f"epoch {epoch}: {monitor} = {shown}{mark}{speed}")
 
     def note(self, text: str) -> None:
         if self.enabled:

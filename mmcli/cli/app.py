@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mmcli import __version__
-from mmcli.cli import catalog_commands, run_commands, training_commands
+from mmcli.cli import catalog_commands, run_commands, serve_commands, training_commands
 from mmcli.cli.options import examples
 from mmcli.cli.state import GLOBAL
 
@@ -15,7 +15,7 @@ HELP = """End-to-end multimodal machine learning (text, image, audio, video) fro
 
 Exit codes: 0 success; 1 runtime failure or a --check out of range; 2 bad input (recipe, manifest, media, arguments)."""
 
-app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
+app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich",
                   context_settings={"help_option_names": ["-h", "--help"]},
                   epilog=examples("mmcli datasets make shapes data/shapes", "mmcli run recipes/quickstart.yaml --check",
                                   "mmcli evaluate runs/quickstart --split test --json",
@@ -39,7 +39,8 @@ def main_options(
 
 
 for command in (training_commands.preprocess, training_commands.pretrain, training_commands.finetune, run_commands.evaluate,
-                run_commands.predict, run_commands.encode, run_commands.report, training_commands.run):
+                run_commands.predict, run_commands.encode, run_commands.report, serve_commands.serve,
+                serve_commands.export, training_commands.run):
     app.command(epilog=command.epilog)(command)  # type: ignore[attr-defined]
 app.add_typer(catalog_commands.recipes_app, name="recipes")
 app.add_typer(catalog_commands.datasets_app, name="datasets")

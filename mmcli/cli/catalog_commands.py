@@ -99,9 +99,10 @@ def recipes_validate(file: Annotated[str, typer.Argument(help="Recipe file or bu
             lambda r: typer.echo(f"{file}: valid (inputs: {', '.join(r['inputs'])}; tasks: {', '.join(r['tasks'])})"))
 
 
-@recipes_app.command("schema", epilog=examples("mmcli recipes schema > recipe.schema.json"))
-def recipes_schema(debug: DebugFlag = False) -> None:
-    """Print the recipe JSON schema (for editor validation); lists every registered component."""
+@recipes_app.command("schema", epilog=examples("mmcli recipes schema > recipe.schema.json", "mmcli recipes schema --json"))
+def recipes_schema(json_output: JsonFlag = False, debug: DebugFlag = False) -> None:
+    """Print the recipe JSON schema (for editor validation); lists every registered component. With --json,
+    the schema is the "schema" field of the usual result object."""
     import json
 
     def work() -> dict[str, Any]:
@@ -109,7 +110,38 @@ def recipes_schema(debug: DebugFlag = False) -> None:
 
         return {"schema": recipe_model().model_json_schema()}
 
-    execute(mode(False, False, debug), work, lambda r: typer.echo(json.dumps(r["schema"], indent=2)))
+    execute(mode(json_output, False, debug), work, lambda r: typer.echo(json.dumps(r["schema"], indent=2)))
+
+
+@recipes_app.command("show-model", epilog=examples("mmcli recipes show-model recipes/quickstart.yaml",
+                                                    "mmcli recipes show-model quickstart model.fusion.type=concat --json"))
+def recipes_show_model(file: Annotated[str, typer.Argument(help="Recipe file or built-in name.")],
+                       overrides: OverridesArg = None, json_output: JsonFlag = False, quiet: QuietFlag = False,
+                       debug: DebugFlag = False) -> None:
+    """The model a recipe builds: every layer and its parameter count per input, fusion and head, without
+    training (the processors are fitted first: preprocessing is cached and reused by finetune)."""
+    out = mode(json_output, quiet, debug)
+
+    def work() -> dict[str, Any]:
+        from mmcli.recipe.loader import load_recipe
+        from mmcli.workflows.show_model import show_model
+
+        return show_model(load_recipe(file, overrides or []), quiet=not out.show_progress)
+
+    def render(result: dict[str, Any]) -> None:
+        from rich.table import Table
+
+        from mmcli.cli.render import console
+
+        table = Table("component / layer", "parameters", title=f"{result['recipe']} (hidden_size {result['hidden_size']})")
+        for component in result["components"]:
+            table.add_row(f"[bold]{component['component']}[/] ({component['type']})", f"[bold]{component['parameters']:,}[/]")
+            for layer in component["layers"]:
+                table.add_row(f"  {layer['name']}: {layer['layer']}", f"{layer['parameters']:,}")
+        table.add_row("[bold]total[/] (trainable)", f"[bold]{result['parameters']:,}[/] ({result['trainable']:,})")
+        console.print(table)
+
+    execute(out, work, render)
 
 
 @datasets_app.command("ls", epilog=examples("mmcli datasets ls"))

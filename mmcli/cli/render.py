@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
+# In a terminal, its width; piped or redirected, wide enough that no name is cut (rich would assume 80)
+console = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 1000)
 
 
 def _fmt(value: Any) -> str:

@@ -89,26 +89,30 @@ predict.epilog = examples(
 def encode(
     run_dir: RunDirArg, split: SplitOpt = "test",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="A .safetensors or .parquet file (default RUN_DIR/embeddings-SPLIT.safetensors).")] = None,
+    manifest: Annotated[Optional[str], typer.Option("--manifest", help="Encode every row of another manifest (no labels needed) instead of a split.")] = None,
     num_proc: NumProcOpt = 2, json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
-    """Write pooled per-input and fused embeddings of a split."""
+    """Write pooled per-input and fused embeddings of a split or another manifest."""
     out = mode(json_output, quiet, debug)
 
     def work() -> dict[str, Any]:
         from mmcli.workflows.encode import encode_run
 
-        return encode_run(run_dir, split, output, num_proc, quiet=not out.show_progress)
+        return encode_run(run_dir, split, output, num_proc, quiet=not out.show_progress, manifest=manifest)
 
     def render(result: dict[str, Any]) -> None:
         from mmcli.cli.render import console
 
         shapes = ", ".join(f"{k} {tuple(v)}" for k, v in result["embeddings"].items())
         console.print(f"wrote {result['rows']} rows of {result['split']} embeddings to {result['output']}: {shapes}")
+        if result.get("skipped"):
+            console.print(f"[yellow]{result['skipped']} rows of {result['manifest']} skipped[/]: see {result['errors_file']}")
 
     execute(out, work, render)
 
 
-encode.epilog = examples("mmcli encode runs/quickstart --split test", "mmcli encode runs/quickstart --split train -o train.parquet")
+encode.epilog = examples("mmcli encode runs/quickstart --split test", "mmcli encode runs/quickstart --split train -o train.parquet",
+                         "mmcli encode runs/quickstart --manifest new/manifest.csv -o new.parquet")
 
 
 def report(

@@ -22,7 +22,8 @@ class OutputMode:
 
     @property
     def show_progress(self) -> bool:
-        return not (self.json or self.quiet)
+        """Progress goes to stderr, so it shows with --json too (stdout then holds only the JSON)."""
+        return not self.quiet
 
 
 GLOBAL = OutputMode()

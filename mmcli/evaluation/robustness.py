@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -47,13 +47,20 @@ def effective_robustness(curve: list[float], reference: list[float]) -> float:
     return float(np.sum(f - (ref + (f[0] - ref[0]))))
 
 
+def passes(recipe: Any) -> int:
+    """How many times :func:`robustness_report` scores the split: clean, then per input each level and missing."""
+    return 1 + len(recipe.inputs) * (len(LEVELS) + 1)
+
+
 def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dict[str, torch.Tensor],
-                      batch_size: int, seed: int = 0, reference: dict | None = None) -> dict[str, Any]:
+                      batch_size: int, seed: int = 0, reference: dict | None = None,
+                      advance: Callable[[int], None] | None = None) -> dict[str, Any]:
     """{input: {"missing": {task: score}, "noise": {task: [score per level]}, "relative": {...}, "effective": {...}}}
     using each task's main metric. Each inference wrapper adds, per input, under its key, the share of
     rows it treated otherwise than a row with every input present, with the input missing and per
     noise level: ``{"missing": {name: share}, "noise": {name: [share per level]}}`` (name: an input for
-    the corruption gate's drops, a task for the missing-input fallback's answers)."""
+    the corruption gate's drops, a task for the missing-input fallback's answers). ``advance(1)`` is
+    called after each of the ``passes(recipe)`` passes over the split."""
     from mmcli.evaluation.scoring import objective_metrics
     from mmcli.inference.predictor import run_inference
 
@@ -63,6 +70,8 @@ def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dic
         """(main metric per task, {wrapper key: {name: share of unusual rows}})."""
         inference = run_inference(model, data, batch_size, device)
         measured = objective_metrics(model, inference, data)
+        if advance is not None:
+            advance(1)
         shares = {wrapper.key: {name: round(float(rows.float().mean()), 4)
                                 for name, rows in wrapper.unusual_rows(inference.reports.get(key, {})).items()}
                   for key, wrapper in model.wrappers.items()}

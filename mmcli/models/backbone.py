@@ -125,6 +125,12 @@ def build_attention(recipe: Any) -> nn.Module | None:
         ATTENTIONS.build(config, input_names=list(recipe.inputs), hidden_size=recipe.model.hidden_size)
 
 
+def fused_size(recipe: Any) -> int:
+    """Width of the fused vector: model.hidden_size, unless the fusion says otherwise (concat without projection)."""
+    width = getattr(recipe.model.fusion, "fused_size", None)
+    return width(len(recipe.inputs), recipe.model.hidden_size) if width else recipe.model.hidden_size
+
+
 def shared_size(recipe: Any) -> int | None:
     config = recipe.model.shared_space
     return None if config is None else (config.size or recipe.model.hidden_size)

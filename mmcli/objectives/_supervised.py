@@ -25,7 +25,8 @@ class SupervisedSettings(ObjectiveSettings):
     allow_missing: bool = Field(False, description="rows may have no label (empty or null): the loss and metrics skip "
                                                    "them; otherwise such a row is a bad row, counted and reported")
     hidden: int | None = Field(None, ge=1, description="MLP hidden size of the head; None = one linear layer")
-    dropout: float = Field(0.1, ge=0, lt=1)
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout at the head's input, after model.dropout on the "
+                                                         "fused vector (the two compound; set one to 0 for a single one)")
 
     def target_codec(self, spec: dict | None = None) -> Any:
         """A fresh codec (to fit on the train split), or the one a fitted ``spec`` describes."""
@@ -60,12 +61,13 @@ class SupervisedObjective(Objective):
         super().__init__(context.name, config.weight)
         self.configure(config, context.target_spec or {})
         self.hidden_size, self.head_hidden, self.head_dropout = context.hidden_size, config.hidden, config.dropout
+        self.fused_width = context.fused_width
         if context.late_inputs:
             # heads created in recipe input order (seeded initialisation), kept sorted like the fusion's inputs
             heads = {name: self.new_head() for name in context.late_inputs}
             self.heads = nn.ModuleDict(dict(sorted(heads.items())))
         else:
-            self.head = self.new_head()
+            self.head = mlp(self.fused_width, self.out_features(), self.head_hidden, self.head_dropout)
 
     @abc.abstractmethod
     def configure(self, config: SupervisedSettings, spec: dict) -> None:
@@ -123,6 +125,15 @@ class SupervisedObjective(Objective):
     @abc.abstractmethod
     def decode(self, prediction: Tensor) -> list[dict[str, Any]]:
         """Per row, a JSON-able answer in the target column's own labels or units."""
+
+    def readout(self, prediction: Tensor) -> Tensor:
+        """The answer as a tensor (what an exported model returns): probabilities, or values in the
+        target's units. Tensor operations only, so that it traces."""
+        return prediction.float()
+
+    def readout_labels(self) -> list[str] | None:
+        """What the last axis of :meth:`readout` means (class names), when it has one."""
+        return None
 
     @abc.abstractmethod
     def metric_inputs(self, prediction: Tensor, target: Tensor) -> tuple[list, list]:

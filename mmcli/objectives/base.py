@@ -51,7 +51,8 @@ class BuildContext:
     spec; ``target_spec``: the fitted target codec's spec (supervised objectives); ``late_inputs``:
     with a fusion that combines predictions (late fusion), the inputs a supervised objective keeps one
     head for; ``shared_size``: width of the shared space (``model.shared_space``), None without one;
-    ``tasks``: the supervised objectives built so far (name -> objective)."""
+    ``tasks``: the supervised objectives built so far (name -> objective); ``fused_width``: the fused
+    vector's width (``hidden_size`` unless the fusion widens it)."""
 
     name: str
     hidden_size: int
@@ -61,6 +62,11 @@ class BuildContext:
     late_inputs: tuple[str, ...] = ()
     shared_size: int | None = None
     tasks: dict[str, Any] = field(default_factory=dict)
+    fused_size: int | None = None  # width of the fused vector when it is not hidden_size
+
+    @property
+    def fused_width(self) -> int:
+        return self.fused_size or self.hidden_size
 
 
 class Objective(nn.Module, abc.ABC):

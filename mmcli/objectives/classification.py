@@ -70,10 +70,16 @@ class ClassificationObjective(SupervisedObjective):
         log_probabilities = torch.stack([p.float().log_softmax(dim=-1) for p in predictions])
         return torch.logsumexp(log_probabilities, dim=0) - math.log(len(predictions))
 
+    def readout(self, prediction: Tensor) -> Tensor:
+        return prediction.float().softmax(dim=-1)
+
+    def readout_labels(self) -> list[str]:
+        return self.classes
+
     @torch.no_grad()
     def decode(self, prediction: Tensor) -> list[dict[str, Any]]:
         """``logits [B, C]`` -> per row ``{"label": name, "probabilities": {name: p}}``."""
-        probabilities = prediction.float().softmax(dim=-1).cpu().tolist()
+        probabilities = self.readout(prediction).cpu().tolist()
         return [
             {"label": self.classes[max(range(len(row)), key=row.__getitem__)],
              "probabilities": dict(zip(self.classes, row))}

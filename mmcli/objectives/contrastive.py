@@ -99,7 +99,7 @@ class Contrastive(Objective):
         else:
             self.register_buffer("log_scale", log_scale)
         # the fused vector meets shared-space embeddings through a projection of its own
-        self.fused_projection = nn.Linear(context.hidden_size, context.shared_size) \
+        self.fused_projection = nn.Linear(context.fused_width, context.shared_size) \
             if FUSED in config.inputs and context.shared_size else None
         directions = (f"{self.first}_to_{self.second}", f"{self.second}_to_{self.first}")
         self.metrics = {f"recall@{k}{suffix}": True for k in self.recall_at for suffix in ("", *(f"_{d}" for d in directions))}

@@ -55,7 +55,7 @@ class Matching(Objective):
         super().__init__(context.name, config.weight)
         self.first, self.second = config.inputs
         self.temperature, self.grouped = config.temperature, config.group_column is not None
-        self.classifier = nn.Sequential(nn.Linear(context.hidden_size, config.hidden), nn.GELU(), nn.Linear(config.hidden, 2))
+        self.classifier = nn.Sequential(nn.Linear(context.fused_width, config.hidden), nn.GELU(), nn.Linear(config.hidden, 2))
         self._model: Any = None
 
     def attach(self, model: nn.Module) -> None:

@@ -65,8 +65,11 @@ class RegressionObjective(SupervisedObjective):
         """The ensemble's prediction: the mean of the predictions."""
         return torch.stack([p.float() for p in predictions]).mean(dim=0)
 
+    def readout(self, prediction: Tensor) -> Tensor:
+        return prediction.float() * self.std + self.mean
+
     def _original(self, values: Tensor) -> list[float]:
-        return (values.float() * self.std + self.mean).cpu().tolist()
+        return self.readout(values).cpu().tolist()
 
     @torch.no_grad()
     def decode(self, prediction: Tensor) -> list[dict[str, Any]]:

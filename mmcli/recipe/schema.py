@@ -26,7 +26,8 @@ class DataSettings(Settings):
     split_column: str = Field("split", description="column naming each row's split; if absent, split_ratios are used")
     train_split: str = "train"
     validation_split: str | None = "validation"
-    test_split: str | None = "test"
+    test_split: str | None = Field("test", description="the held-out split: evaluated after training (with the "
+                                   "validation split) unless evaluation.splits says otherwise, and evaluate's default")
     split_ratios: dict[str, float] = Field(
         default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1},
         description="seeded random split when the manifest has no split column",
@@ -56,8 +57,21 @@ class TrainingSettingsBase(Settings):
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
+    optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="adamw (decoupled weight decay), adam "
+                                                     "(weight decay as L2 in the gradient) or sgd")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    nesterov: bool = Field(False, description="sgd only: Nesterov momentum")
     weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.05, ge=0, le=1)
+    scheduler: Literal["constant", "cosine", "linear", "step", "plateau"] = Field(
+        "cosine", description="learning rate after the warm-up: constant, cosine or linear decay to 0, step (times "
+                              "gamma every step_epochs), plateau (times gamma after plateau_patience epochs without "
+                              "a better monitored score)")
+    warmup_ratio: float = Field(0.05, ge=0, le=1, description="share of the steps with a linear warm-up (every scheduler)")
+    gamma: float = Field(0.1, gt=0, le=1, description="step and plateau: the factor")
+    step_epochs: float = Field(1.0, gt=0, description="step: epochs between reductions")
+    plateau_patience: int = Field(2, ge=0, description="plateau: epochs without improvement before a reduction")
+    drop_last: bool = Field(True, description="drop each epoch's last incomplete training batch (false: train on it)")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads torch uses (default: torch's own choice)")
     grad_clip: float | None = Field(1.0, gt=0)
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without improvement before stopping")
     monitor: str | None = Field(None, description="what selects the best checkpoint and drives early stopping: "
@@ -95,7 +109,15 @@ class ExpectedMetric(Settings):
 
 
 class EvaluationSettings(Settings):
-    splits: list[str] = Field(default_factory=lambda: ["validation", "test"])
+    splits: list[str] | None = Field(None, description="splits scored after training (default: "
+                                                       "data.validation_split and data.test_split)")
+
+
+def evaluation_splits(recipe: Any) -> list[str]:
+    """The splits a finished training scores: ``evaluation.splits``, or the validation and test splits."""
+    if recipe.evaluation.splits is not None:
+        return list(recipe.evaluation.splits)
+    return [split for split in (recipe.data.validation_split, recipe.data.test_split) if split]
 
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -172,7 +194,7 @@ def _recipe_model(generation: int) -> type:
         __base__=Settings,
         hidden_size=(int, Field(64, ge=4)),
         dropout=(float, Field(0.1, ge=0, lt=1, description="dropout on the fused vector, before the task heads "
-                                                          "(each head also has its own, tasks.NAME.dropout)")),
+                                                          "(each head also has its own, tasks.NAME.dropout: two in a row; set one to 0 for a single one)")),
         fusion=(fusion, Field(default_factory=lambda: {"type": "concat"}, validate_default=True)),
         attention=(
             Union[_tagged_union(ATTENTIONS.configs(), "type"), None],

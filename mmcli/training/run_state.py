@@ -55,6 +55,14 @@ def resolve_monitor(recipe: Any, model: Any, has_validation: bool) -> Monitor:
     return Monitor(name, metric, objective.metrics[metric], f"{name}.{metric}")
 
 
+TIMING_FIELDS = ("seconds", "samples_per_s")  # history fields that measure the machine, not the run
+
+
+def without_timing(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History records without their wall-clock fields: what two identical runs share exactly."""
+    return [{key: value for key, value in record.items() if key not in TIMING_FIELDS} for record in history]
+
+
 def fresh_progress() -> dict[str, Any]:
     """The trainer's position and history; saved in every full checkpoint (JSON)."""
     return {"epoch": 1, "batch": 0, "step": 0, "best_score": None, "best_epoch": 0, "stale": 0, "history": [],
@@ -87,6 +95,7 @@ class TrainingRun:
     best_info: dict[str, Any] | None = None
     shown_loss: float = math.nan  # the epoch's running loss as of the last log interval (progress display)
     last_checkpoint: str | None = None  # the newest full checkpoint this run saved
+    epoch_clock: tuple[float, int] = (0.0, 0)  # (perf_counter, step) when this process began the epoch
 
     @property
     def device(self) -> torch.device:

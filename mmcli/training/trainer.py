@@ -25,6 +25,7 @@ from mmcli.training.callbacks import Callback, default_callbacks
 from mmcli.training.checkpoint import load_weights
 from mmcli.training.distributed import all_finite, broadcast, make_accelerator
 from mmcli.training.loss_tracker import LossTracker
+from mmcli.training.optimization import observe_epoch
 from mmcli.training.run_state import LOG_EVERY, TrainingRun, resolve_monitor
 from mmcli.training.seeding import seed_everything
 
@@ -57,7 +58,7 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
     ``callbacks`` default to :func:`mmcli.training.callbacks.default_callbacks`; ``extra_callbacks`` are
     added to them (a user's own: logging, inspection).
     """
-    from transformers.optimization import get_cosine_schedule_with_warmup
+    from mmcli.training.optimization import build_optimizer, build_scheduler
 
     start = time.perf_counter()
     cfg = recipe.training
@@ -75,10 +76,19 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
         raise RecipeError(f"training.batch_size: the global batch ({cfg.batch_size}) must split evenly over "
                           f"{accelerator.num_processes} processes")
     rows = len(train_tensors[ROW_COLUMN])
-    steps_per_epoch = batches_per_epoch(rows, cfg.batch_size, drop_last=True)
+    if not cfg.drop_last and accelerator.num_processes > 1:
+        raise RecipeError("training.drop_last: false is for one process (an incomplete last batch cannot be split "
+                          "evenly over processes)", hint="keep training.drop_last: true with several processes")
+    if not cfg.drop_last and rows % cfg.batch_size == 1:
+        raise RecipeError(f"training.drop_last: false would end every epoch with a batch of one row ({rows} rows, "
+                          f"batch_size {cfg.batch_size}); BatchNorm cannot train on it",
+                          hint="change training.batch_size by one, or keep drop_last: true")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    steps_per_epoch = batches_per_epoch(rows, cfg.batch_size, drop_last=cfg.drop_last)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    optimizer = build_optimizer(model.parameters(), cfg)
+    scheduler = build_scheduler(optimizer, cfg, total_steps, steps_per_epoch)
     module, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model = accelerator.unwrap_model(module)
     run = TrainingRun(recipe=recipe, model=model, module=module, optimizer=optimizer, scheduler=scheduler,
@@ -118,9 +128,10 @@ def _loop(run: TrainingRun, callbacks: list[Callback], rows: int) -> None:
     pin = run.device.type == "cuda"
     while state["epoch"] <= run.epochs and state["step"] < run.total_steps and not state["stopped_early"]:
         run.module.train()
+        run.epoch_clock = (time.perf_counter(), state["step"])
         for callback in callbacks:
             callback.on_epoch_begin(run)
-        sampler = ShardedBatchSampler(rows, cfg.batch_size, shuffle=True, drop_last=True, seed=run.recipe.seed,
+        sampler = ShardedBatchSampler(rows, cfg.batch_size, shuffle=True, drop_last=cfg.drop_last, seed=run.recipe.seed,
                                       epoch=state["epoch"], rank=run.accelerator.process_index,
                                       world=run.world_size, start=state["batch"])
         for batch in batch_loader(run.train, sampler, pin_memory=pin):
@@ -184,6 +195,11 @@ def _end_epoch(run: TrainingRun, callbacks: list[Callback]) -> None:
     record: dict[str, Any] = {"epoch": epoch, "step": state["step"], "train_loss": _finite_or_none(means.pop("total"))}
     record["train_losses"] = {name: _finite_or_none(value) for name, value in means.items()}
     record["loss_weights"] = run.model.weighting.weights()  # effective, as this epoch trained with them
+    began, first_step = run.epoch_clock
+    seconds = time.perf_counter() - began
+    # wall-clock figures: the only fields of a record that differ between identical runs (TIMING_FIELDS)
+    record["seconds"] = round(seconds, 3)
+    record["samples_per_s"] = round((state["step"] - first_step) * cfg.batch_size / max(seconds, 1e-9), 1)
     if run.is_main and run.validation is not None:
         evaluated = run_inference(run.model, run.validation, cfg.eval_batch_size, run.device)
         record["validation"] = objective_metrics(run.model, evaluated, run.validation)
@@ -193,6 +209,7 @@ def _end_epoch(run: TrainingRun, callbacks: list[Callback]) -> None:
     score = run.monitor.score(record)
     best = state["best_score"]
     greater = run.monitor.greater
+    observe_epoch(run.scheduler, score, greater)
     improved = score is not None and (best is None or (score > best if greater else score < best))
     state["history"].append(record)
     if improved:

@@ -53,7 +53,7 @@ def _evaluate(run_dir: str | Path, split: str, num_proc: int, quiet: bool, robus
         result |= {"manifest": str(manifest), "skipped": len(skipped)}
         if errors_file is not None:
             result["errors_file"] = str(errors_file)
-    report = _robustness(run, dataset, split, reference) if robustness else None
+    report = _robustness(run, dataset, split, reference, not quiet) if robustness else None
     path = run.run_dir / METRICS_FILE
     stored = read_json(path) if path.is_file() else {}
     stored[split] = metrics[split]
@@ -67,9 +67,10 @@ def _evaluate(run_dir: str | Path, split: str, num_proc: int, quiet: bool, robus
     return result
 
 
-def _robustness(run: Any, dataset: Any, split: str, reference: str | Path | None) -> dict[str, Any]:
+def _robustness(run: Any, dataset: Any, split: str, reference: str | Path | None, show_progress: bool) -> dict[str, Any]:
     from mmcli.data.loader import split_tensors
-    from mmcli.evaluation.robustness import robustness_report
+    from mmcli.evaluation.robustness import passes, robustness_report
+    from mmcli.progress import task_progress
 
     baseline = None
     if reference is not None:
@@ -78,5 +79,6 @@ def _robustness(run: Any, dataset: Any, split: str, reference: str | Path | None
             raise DataError(f"--reference: {baseline_file} not found", hint=f"run 'mmcli evaluate {reference} --split {split} --robustness' first")
         baseline = read_json(baseline_file)
     tensors = split_tensors(dataset, list(run.recipe.inputs), list(run.recipe.tasks))
-    return robustness_report(run.model, run.recipe, run.preprocessing, tensors, run.recipe.training.eval_batch_size,
-                             seed=run.recipe.seed, reference=baseline)
+    with task_progress("robustness", passes(run.recipe), enabled=show_progress) as advance:
+        return robustness_report(run.model, run.recipe, run.preprocessing, tensors, run.recipe.training.eval_batch_size,
+                                 seed=run.recipe.seed, reference=baseline, advance=advance)

@@ -123,7 +123,9 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
         return {"run_dir": str(run_dir), "process": processes.process_index}
     from mmcli.evaluation.plots import learning_curves
 
-    splits = [s for s in recipe.evaluation.splits if s in datasets]
+    from mmcli.recipe.schema import evaluation_splits
+
+    splits = [s for s in evaluation_splits(recipe) if s in datasets]
     metrics = evaluate_splits(model, recipe, datasets, splits, plots=run_dir / "plots")
     if result.history:
         learning_curves(result.history, result.monitor, result.best_epoch, run_dir / "plots" / "learning-curves.png",

@@ -115,7 +115,10 @@ def run_sweep(recipe_path: str, recipe: Any, base_overrides: list[str], grids: l
             rows.append(run_variant(recipe_path, base_overrides, overrides, f"{recipe.name}-sweep-{index:02d}", num_proc,
                                     overwrite))
             advance(1)
-    split = next((s for s in recipe.evaluation.splits if s != recipe.data.validation_split), recipe.evaluation.splits[-1])
+    from mmcli.recipe.schema import evaluation_splits
+
+    scored = evaluation_splits(recipe) or [recipe.data.train_split]
+    split = next((s for s in scored if s != recipe.data.validation_split), scored[-1])
     return {"sweep": rows, "split": split, "main_metrics": _main_metrics(rows, [*recipe.tasks, *recipe.objectives])}
 
 

@@ -27,6 +27,7 @@ class CliResult:
 
 def run_cli(*args: str, cwd: Path, timeout: int = 900) -> CliResult:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("COLUMNS", None)  # what the commands print never depends on the caller's terminal
     done = subprocess.run([sys.executable, "-m", "mmcli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
     return CliResult(done.returncode, done.stdout, done.stderr)

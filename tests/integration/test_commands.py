@@ -241,3 +241,45 @@ def test_run_chains_pretraining_and_fine_tuning_from_it(small_workspace):
     human = run_cli("run", "recipes/pretrain-then-finetune.yaml", "pretrain.training.epochs=1", "training.epochs=1",
                     "name=chained-again", cwd=small_workspace)
     assert human.code == 0 and "initialised from" in human.stdout and "unexpected" in human.stdout, human.stdout[-2000:]
+
+
+def test_encode_every_row_of_another_manifest(small_workspace, small_run):
+    source = small_workspace / "data" / "shapes" / "manifest.csv"
+    rows = list(csv.DictReader(source.open()))[:10]
+    manifest = small_workspace / "data" / "shapes" / "to-encode.csv"
+    columns = ["id", "text", "image", "audio", "video"]  # no split, no labels
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({key: row[key] for key in columns} for row in rows)
+    out = small_workspace / "encoded.safetensors"
+    result = run_cli("encode", str(small_run), "--manifest", str(manifest), "-o", str(out), "--json", cwd=small_workspace)
+    assert result.code == 0, result.stderr[-2000:]
+    payload = result.json()
+    assert payload["rows"] == 10 and payload["skipped"] == 0 and payload["split"] == "external-to-encode"
+    assert "decoding" in result.stderr  # progress on stderr with --json; stdout held only the object
+    tensors = load_file(out)
+    assert tensors["fused"].shape == (10, 64) and not tensors["fused"].isnan().any()
+
+
+def test_shell_completion_and_schema_json_and_wide_tables_when_piped(small_workspace):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "_MMCLI_COMPLETE": "complete_bash", "COMP_WORDS": "mmcli recipes sc", "COMP_CWORD": "2"}
+    env.pop("COLUMNS", None)
+    completed = subprocess.run([sys.executable, "-c", "from mmcli.cli.app import app; app(prog_name='mmcli')"],
+                               env=env, capture_output=True, text=True, timeout=120)
+    assert completed.stdout.split() == ["schema"], completed.stderr
+    assert "--install-completion" in run_cli("--help", cwd=small_workspace).stdout
+
+    schema = run_cli("recipes", "schema", "--json", cwd=small_workspace)
+    assert schema.code == 0 and "training" in schema.json()["schema"]["properties"]
+
+    # stdout is a pipe here: rich would assume 80 columns and wrap or cut; each recipe stays one line
+    listing = run_cli("recipes", "ls", cwd=small_workspace)
+    described = {row["name"]: row["description"] for row in run_cli("recipes", "ls", "--json", cwd=small_workspace).json()["recipes"]}
+    lines = listing.stdout.splitlines()
+    for name, description in described.items():
+        assert any(name in line and description in line for line in lines), (name, listing.stdout)

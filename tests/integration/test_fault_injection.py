@@ -63,7 +63,13 @@ def comparable(run_dir: Path) -> tuple:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     training = metrics.pop("training")
     return ((run_dir / "checkpoints/best/model.safetensors").read_bytes(), metrics,
-            (run_dir / "history.jsonl").read_text(), training["steps"], training["best_epoch"])
+            _history(run_dir), training["steps"], training["best_epoch"])
+
+
+def _history(run_dir: Path) -> list[dict]:
+    from mmcli.training.run_state import without_timing
+
+    return without_timing([json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()])
 
 
 def timed(args: list[str], cwd: Path) -> float:

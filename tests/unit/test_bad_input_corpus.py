@@ -62,12 +62,14 @@ def assert_clean_exit(result) -> None:
 
 
 def one_line_error(result, *needles: str) -> str:
-    """Exit 2, stderr is exactly one line ``error: ...`` (not an internal error) containing every needle."""
+    """Exit 2, stderr ends with exactly one line ``error: ...`` (not an internal error) containing every
+    needle; progress (on stderr, with --json too) may come before it."""
     assert_clean_exit(result)
     assert result.exit_code == 2, f"exit {result.exit_code}: {result.output}"
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    line = lines[0]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    line = errors[0]
     assert "internal error" not in line, line
     for needle in needles:
         assert needle in line, f"{needle!r} not in {line!r}"

@@ -81,6 +81,7 @@ class ResNetTrunk(nn.Module):
         self.net = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
                                  resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4,
                                  nn.Conv2d(out_channels, hidden_size, 1))
+        self.out_channels = hidden_size
 
     @staticmethod
     def out_size(size: int) -> int:

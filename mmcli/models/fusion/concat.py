@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 import torch
 from torch import Tensor, nn
 
@@ -14,11 +16,18 @@ from mmcli.registries import FUSIONS
 
 class ConcatFusionConfig(Settings):
     type: Literal["concat"] = "concat"
+    projection: Literal["linear", "none"] = Field(
+        "linear", description="linear: Linear + GELU back to model.hidden_size; none: the plain concatenation "
+                              "(the fused vector is then inputs x hidden_size wide, and the task heads read all of it)")
+
+    def fused_size(self, inputs: int, hidden_size: int) -> int:
+        return hidden_size if self.projection == "linear" else inputs * hidden_size
 
 
 @FUSIONS.register("concat", ConcatFusionConfig)
 class ConcatFusion(nn.Module):
-    """``GELU(Linear(concat_m pooled_m))`` with inputs in sorted name order.
+    """``GELU(Linear(concat_m pooled_m))`` with inputs in sorted name order (``projection: none``: the
+    concatenation itself, ``[B, M * D]``).
 
     Missing modalities enter as their encoder's learned "missing" vector, so the layer can learn
     what absence means. Dropout is applied by the model after fusion (``model.dropout``).
@@ -32,7 +41,8 @@ class ConcatFusion(nn.Module):
     def __init__(self, config: ConcatFusionConfig, input_names: list[str], hidden_size: int) -> None:
         super().__init__()
         self.names = sorted(input_names)  # sorted: the layout never depends on recipe key order
-        self.proj = nn.Sequential(nn.Linear(len(self.names) * hidden_size, hidden_size), nn.GELU())
+        self.proj = nn.Sequential(nn.Linear(len(self.names) * hidden_size, hidden_size), nn.GELU()) \
+            if config.projection == "linear" else nn.Identity()
 
     def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor:
         return self.proj(torch.cat([outputs[name].pooled for name in self.names], dim=-1))

@@ -24,7 +24,8 @@ class Progress(Callback):
 
     def on_epoch_end(self, run: Any, record: dict[str, Any], improved: bool) -> None:
         if self.bar is not None:
-            self.bar.epoch_done(record["epoch"], run.monitor.label, run.monitor.score(record), improved)
+            self.bar.epoch_done(record["epoch"], run.monitor.label, run.monitor.score(record), improved,
+                                record.get("samples_per_s"))
             losses = record.get("train_losses", {})
             if len(losses) > 1:  # several objectives: each one's loss and the weight it trained with
                 weights = record.get("loss_weights", {})

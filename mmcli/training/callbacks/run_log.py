@@ -29,13 +29,10 @@ class RunLog(Callback):
         self._write(run, f"training {run.recipe.name}: {rows} train rows, {run.total_steps} steps over {run.epochs} "
                          f"epochs, {run.world_size} process(es) on {run.device}, {where}; best by {run.monitor.label}")
 
-    def on_epoch_begin(self, run: Any) -> None:
-        self.epoch_started = time.perf_counter()
-
     def on_epoch_end(self, run: Any, record: dict[str, Any], improved: bool) -> None:
         losses = ", ".join(f"{name} {_shown(value)}" for name, value in record.get("train_losses", {}).items())
-        seconds = time.perf_counter() - self.epoch_started
-        self._write(run, f"epoch {record['epoch']} (step {record['step']}, {seconds:.1f} s): {run.monitor.label} = "
+        self._write(run, f"epoch {record['epoch']} (step {record['step']}, {record['seconds']:.1f} s, "
+                         f"{record['samples_per_s']:.0f} samples/s): {run.monitor.label} = "
                          f"{_shown(run.monitor.score(record))}{' best' if improved else ''}; train loss "
                          f"{_shown(record.get('train_loss'))} ({losses}); validation loss {_shown(record.get('validation_loss'))}")
 

@@ -1,0 +1,1 @@
+"""HTTP serving of a trained run: one model loaded once, concurrent requests answered in batches."""

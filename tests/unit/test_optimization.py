@@ -1,0 +1,79 @@
+"""training.optimizer / scheduler / drop_last: the optimiser and learning rates a recipe asks for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmcli.errors import RecipeError
+from mmcli.recipe.loader import load_recipe
+from mmcli.training.optimization import build_optimizer, build_scheduler, observe_epoch
+
+QUICKSTART = str(Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml")
+
+
+def _training(*overrides: str):
+    return load_recipe(QUICKSTART, ["training.learning_rate=1e-3", *overrides]).training
+
+
+def _rates(cfg, total: int = 20, per_epoch: int = 5, scores=()) -> list[float]:
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg)
+    scheduler = build_scheduler(optimizer, cfg, total, per_epoch)
+    rates, scores = [], list(scores)
+    for step in range(total):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+        if (step + 1) % per_epoch == 0 and scores:
+            observe_epoch(scheduler, scores.pop(0), greater_is_better=True)
+    return rates
+
+
+def test_each_optimizer_is_the_torch_one_with_its_settings():
+    assert type(build_optimizer([torch.nn.Parameter(torch.zeros(1))], _training())) is torch.optim.AdamW
+    adam = build_optimizer([torch.nn.Parameter(torch.zeros(1))], _training("training.optimizer=adam"))
+    assert type(adam) is torch.optim.Adam
+    sgd = build_optimizer([torch.nn.Parameter(torch.zeros(1))],
+                          _training("training.optimizer=sgd", "training.momentum=0.8", "training.nesterov=true"))
+    group = sgd.param_groups[0]
+    assert type(sgd) is torch.optim.SGD and group["momentum"] == 0.8 and group["nesterov"] is True
+
+
+def test_schedules_after_a_linear_warm_up():
+    lr = 1e-3
+    constant = _rates(_training("training.scheduler=constant", "training.warmup_ratio=0.1"))
+    assert constant[:2] == [0.0, pytest.approx(lr / 2)] and all(r == pytest.approx(lr) for r in constant[2:])
+    linear = _rates(_training("training.scheduler=linear", "training.warmup_ratio=0"))
+    assert linear[0] == pytest.approx(lr) and linear[10] == pytest.approx(lr / 2) and linear[-1] == pytest.approx(lr / 20)
+    step = _rates(_training("training.scheduler=step", "training.warmup_ratio=0", "training.gamma=0.5",
+                            "training.step_epochs=2"))  # every 10 steps
+    assert step[9] == pytest.approx(lr) and step[10] == pytest.approx(lr / 2) and step[19] == pytest.approx(lr / 2)
+    cosine = _rates(_training("training.warmup_ratio=0"))
+    assert cosine[0] == pytest.approx(lr) and cosine[10] == pytest.approx(lr / 2) and cosine[-1] < lr / 50
+
+
+def test_plateau_reduces_after_patience_epochs_without_improvement_and_resumes_its_state():
+    cfg = _training("training.scheduler=plateau", "training.warmup_ratio=0", "training.plateau_patience=1",
+                    "training.gamma=0.5")
+    # epoch scores: better, worse, worse (2nd epoch without improvement > patience 1 -> halve)
+    rates = _rates(cfg, total=20, per_epoch=5, scores=[0.5, 0.4, 0.3])
+    assert rates[:15] == [pytest.approx(1e-3)] * 15 and rates[15:] == [pytest.approx(5e-4)] * 5
+
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg)
+    scheduler = build_scheduler(optimizer, cfg, 20, 5)
+    for score in (0.5, 0.4, 0.3):
+        observe_epoch(scheduler, score, True)
+    saved = json.loads(json.dumps(scheduler.state_dict()))  # checkpoints keep it as JSON
+    fresh = build_scheduler(build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg), cfg, 20, 5)
+    fresh.load_state_dict(saved)
+    assert fresh.lr_lambdas[0].factor == 0.5 and fresh.lr_lambdas[0].best == 0.5
+
+
+def test_unknown_names_are_recipe_errors():
+    with pytest.raises(RecipeError, match="training.optimizer"):
+        _training("training.optimizer=lion")
+    with pytest.raises(RecipeError, match="training.scheduler"):
+        _training("training.scheduler=cyclic")
