@@ -122,3 +122,60 @@ def test_features_and_pickle(tmp_path: Path) -> None:
 def test_config_checks() -> None:
     with pytest.raises(ValueError):
         AudioConfig(features="mfcc", n_mels=10, n_mfcc=20)
+
+
+def _chirp(tmp_path: Path, name: str, seconds: float, gain: float) -> str:
+    rate = 16000
+    t = np.arange(int(rate * seconds)) / rate
+    wave = gain * np.sin(2 * np.pi * (200 + 1500 * t) * t) + 0.01 * np.random.default_rng(0).standard_normal(t.size)
+    sf.write(tmp_path / name, wave.astype(np.float32), rate, subtype="FLOAT")
+    return name
+
+
+def _decoded(tmp_path: Path, name: str, **settings) -> np.ndarray:
+    out = AudioProcessor(AudioConfig(**settings), "snd").decode(name, tmp_path)
+    return out["snd"].astype(np.float32), out["snd_mask"]
+
+
+def test_per_file_normalisation_standardises_each_clip_over_its_real_frames(tmp_path: Path) -> None:
+    loud, quiet = _chirp(tmp_path, "loud.wav", 0.6, 0.9), _chirp(tmp_path, "quiet.wav", 0.6, 0.05)
+    for mode, axis in (("per_file", None), ("per_file_per_band", 1)):
+        feats, mask = _decoded(tmp_path, loud, normalization=mode)
+        real = feats[:, mask]
+        assert np.allclose(real.mean(axis=axis), 0, atol=2e-2) and np.allclose(real.std(axis=axis), 1, atol=2e-2)
+        assert not feats[:, ~mask].any()  # padding stays 0
+    # per clip: the gain (a constant offset in log-mel) is gone
+    a, _ = _decoded(tmp_path, loud, normalization="per_file")
+    b, _ = _decoded(tmp_path, quiet, normalization="per_file")
+    assert np.abs(a - b).mean() < 0.5 * np.abs(_decoded(tmp_path, loud)[0] - _decoded(tmp_path, quiet)[0]).mean()
+
+
+def test_per_band_statistics_are_fitted_per_band_and_read_by_the_encoder(tmp_path: Path) -> None:
+    import torch
+
+    from mmcli.models.encoders.audio import AudioCnnConfig, AudioCnnEncoder
+
+    proc = AudioProcessor(AudioConfig(normalization="per_band"), "snd")
+    rows = [proc.decode(_chirp(tmp_path, f"c{i}.wav", 0.4 + 0.2 * i, 0.2 + 0.3 * i), tmp_path) for i in range(3)]
+    proc.fit({"snd": np.stack([r["snd"] for r in rows]), "snd_mask": np.stack([r["snd_mask"] for r in rows])})
+    spec = json.loads(json.dumps(proc.spec()))
+    assert len(spec["mean"]) == len(spec["std"]) == 32 and len(set(np.round(spec["mean"], 3))) > 1
+    encoder = AudioCnnEncoder(AudioCnnConfig(), spec, hidden_size=8)
+    assert encoder.mean.shape == (32, 1)
+    out = encoder(torch.from_numpy(np.stack([r["snd"] for r in rows])), torch.from_numpy(np.stack([r["snd_mask"] for r in rows])))
+    assert out.pooled.shape == (3, 8) and torch.isfinite(out.pooled).all()
+
+
+def test_decibels_with_top_db_window_length_and_preemphasis(tmp_path: Path) -> None:
+    name = _chirp(tmp_path, "c.wav", 1.0, 0.5)
+    db, _ = _decoded(tmp_path, name, scale="db", top_db=40.0)
+    assert db.max() - db.min() <= 40.0 + 0.1  # floored top_db below the clip's peak
+    log, _ = _decoded(tmp_path, name)
+    # log(mel) and decibels are the same curve up to scale: 10 log10(x) = (10 / ln 10) ln(x) where not floored
+    floor = db.max() - 40.0
+    kept = db > floor + 1
+    assert np.allclose(db[kept], 10 / np.log(10) * log[kept], atol=0.3)
+    assert not np.allclose(_decoded(tmp_path, name, win_length=256)[0], log)
+    assert not np.allclose(_decoded(tmp_path, name, preemphasis=0.97)[0], log)
+    with pytest.raises(ValueError, match="win_length"):
+        AudioConfig(n_fft=256, win_length=512)

@@ -25,11 +25,24 @@ class AudioConfig(Settings):
     n_mfcc: int = Field(20, ge=1)
     hop_length: int = Field(256, ge=1)
     n_fft: int = Field(512, ge=2)
+    win_length: int | None = Field(None, ge=2, description="analysis window in samples (default: n_fft); at most n_fft")
+    scale: Literal["log", "db"] = Field("log", description="log_mel values: log(mel + 1e-6), or decibels "
+                                                         "(10 log10, floored top_db below each clip's peak)")
+    top_db: float | None = Field(80.0, gt=0, description="scale: db only; null: no floor")
+    preemphasis: float = Field(0.0, ge=0, lt=1, description="pre-emphasis y[t] = x[t] - a x[t-1] before the "
+                                                            "spectrogram (0: off; 0.97 is usual for speech)")
+    mfcc_log_mels: bool = Field(False, description="mfcc only: DCT of log-mel (true) or of decibels (torchaudio's default)")
+    normalization: Literal["global", "per_band", "per_file", "per_file_per_band"] = Field(
+        "global", description="standardise features: global (one mean/std fitted on train), per_band (one per "
+                              "mel band or coefficient, fitted on train), per_file (each clip by its own mean/std), "
+                              "per_file_per_band (each clip, each band)")
 
     @model_validator(mode="after")
     def _check(self) -> "AudioConfig":
         if self.features == "mfcc" and self.n_mfcc > self.n_mels:
             raise ValueError("n_mfcc must be <= n_mels")
+        if self.win_length is not None and self.win_length > self.n_fft:
+            raise ValueError("win_length must be <= n_fft")
         return self
 
     @property
@@ -78,12 +91,18 @@ class AudioProcessor:
         real = min(signal.shape[1], cfg.num_samples)
         padded = torch.zeros(1, cfg.num_samples)
         padded[:, :real] = signal[:, :real]
+        if cfg.preemphasis:
+            import torchaudio.functional
+
+            padded[:, :real] = torchaudio.functional.preemphasis(padded[:, :real], cfg.preemphasis)
         with torch.no_grad():
             feats = self._features()(padded)[0]  # [F, T]
-        feats = feats.clamp(-_FLOAT16_MAX, _FLOAT16_MAX).numpy().astype(np.float16)
         mask = np.zeros(cfg.num_frames, dtype=bool)
         # A frame is real when its centre (t * hop) lies on real audio; no padding -> all real.
         mask[: cfg.num_frames if real >= cfg.num_samples else math.ceil(real / cfg.hop_length)] = True
+        if cfg.normalization.startswith("per_file"):
+            feats = _standardise_clip(feats, torch.from_numpy(mask), per_band=cfg.normalization.endswith("per_band"))
+        feats = feats.clamp(-_FLOAT16_MAX, _FLOAT16_MAX).numpy().astype(np.float16)
         return {self.name: feats, self.mask_name: mask}
 
     def missing(self) -> dict[str, np.ndarray]:
@@ -106,21 +125,27 @@ class AudioProcessor:
         }
 
     def fit(self, train: dict[str, Any]) -> None:
-        """Global mean/std of the features over real frames of the train rows."""
+        """Mean/std of the features over real frames of the train rows: one of each, or one per band
+        (``normalization: per_band``). Clips standardised one by one get 0 and 1."""
+        per_band = self.config.normalization == "per_band"
+        if self.config.normalization.startswith("per_file"):
+            self.mean, self.std = 0.0, 1.0
+            return
         total = total_sq = 0.0
         count = 0
         for data, keep in _chunks(train[self.name], train[self.mask_name]):
             if data.size == 0:
                 continue
             values = data.astype(np.float64).transpose(0, 2, 1)[keep]  # [M real frames, F]
-            total += float(values.sum())
-            total_sq += float((values**2).sum())
-            count += values.size
+            total = total + (values.sum(axis=0) if per_band else float(values.sum()))
+            total_sq = total_sq + ((values**2).sum(axis=0) if per_band else float((values**2).sum()))
+            count += values.shape[0] if per_band else values.size
         if count == 0:
             self.mean, self.std = 0.0, 1.0
             return
-        self.mean = total / count
-        self.std = max(math.sqrt(max(total_sq / count - self.mean**2, 0.0)), 1e-3)
+        mean = np.asarray(total) / count
+        std = np.maximum(np.sqrt(np.maximum(np.asarray(total_sq) / count - mean**2, 0.0)), 1e-3)
+        self.mean, self.std = (mean.tolist(), std.tolist()) if per_band else (float(mean), float(std))
 
     def transform(self, columns: dict[str, Any]) -> dict[str, Any]:
         return columns
@@ -138,7 +163,7 @@ class AudioProcessor:
 
     def load_spec(self, spec: dict[str, Any]) -> None:
         self.config = config_from_spec(AudioConfig, spec)
-        self.mean, self.std = float(spec["mean"]), float(spec["std"])
+        self.mean, self.std = spec["mean"], spec["std"]  # floats, or one per band
         self._feature_fn, self._resamplers = None, {}
 
     def _features(self) -> Any:
@@ -148,8 +173,15 @@ class AudioProcessor:
 
             cfg = self.config
             mel = {"n_fft": cfg.n_fft, "hop_length": cfg.hop_length, "n_mels": cfg.n_mels}
+            if cfg.win_length is not None:
+                mel["win_length"] = cfg.win_length
             if cfg.features == "mfcc":
-                self._feature_fn = torchaudio.transforms.MFCC(cfg.sample_rate, n_mfcc=cfg.n_mfcc, melkwargs=mel)
+                self._feature_fn = torchaudio.transforms.MFCC(cfg.sample_rate, n_mfcc=cfg.n_mfcc, melkwargs=mel,
+                                                              log_mels=cfg.mfcc_log_mels)
+            elif cfg.scale == "db":
+                spectrogram = torchaudio.transforms.MelSpectrogram(cfg.sample_rate, **mel)
+                to_db = torchaudio.transforms.AmplitudeToDB("power", top_db=cfg.top_db)
+                self._feature_fn = lambda x: to_db(spectrogram(x))
             else:
                 spectrogram = torchaudio.transforms.MelSpectrogram(cfg.sample_rate, **mel)
                 self._feature_fn = lambda x: torch.log(spectrogram(x) + 1e-6)
@@ -161,6 +193,15 @@ class AudioProcessor:
 
             self._resamplers[rate] = torchaudio.transforms.Resample(rate, self.config.sample_rate)
         return self._resamplers[rate]
+
+
+def _standardise_clip(feats: Any, mask: Any, per_band: bool) -> Any:
+    """``feats [F, T]`` standardised over the clip's real frames: by one mean/std, or one per band."""
+    real = feats[:, mask] if bool(mask.any()) else feats
+    axis = (1,) if per_band else (0, 1)
+    mean = real.mean(dim=axis, keepdim=True)
+    std = real.std(dim=axis, keepdim=True, unbiased=False).clamp(min=1e-3)
+    return ((feats - mean) / std) * mask.to(feats.dtype)  # padded frames stay 0
 
 
 def read_audio(path: Path, duration: float, shown: str) -> tuple[np.ndarray, int]:
