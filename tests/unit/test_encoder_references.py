@@ -120,3 +120,19 @@ def test_concat_without_projection_is_the_plain_concatenation():
                for i, name in enumerate(["a", "b"])}
     assert sum(p.numel() for p in fusion.parameters()) == 0
     torch.testing.assert_close(fusion(outputs), torch.cat([outputs["a"].pooled, outputs["b"].pooled], dim=-1))
+
+
+def test_a_video_frame_network_takes_the_same_block_and_read_out_settings():
+    from mmcli.models.encoders.video import VideoFramesConfig, VideoFramesEncoder
+
+    frame = {"type": "cnn", "blocks": [{"channels": 8, "norm": "group", "groups": 4, "activation": "relu"},
+                                       {"channels": 16, "pool": "avg"}], "pool": "flatten", "fc_layers": [32]}
+    spec = {"channels": 3, "size": 16, "num_frames": 4, "mean": [0.5] * 3, "std": [0.25] * 3}
+    encoder = VideoFramesEncoder(VideoFramesConfig(frame_encoder=frame), spec, hidden_size=32).eval()
+    cnn = encoder.frame_encoder.cnn.net
+    assert isinstance(cnn[1], nn.GroupNorm) and isinstance(cnn[2], nn.ReLU) and isinstance(cnn[-1], nn.AvgPool2d)
+    assert encoder.frame_encoder.fc[0].in_features == 16 * 4 * 4
+    frames = torch.randint(0, 256, (2, 4, 3, 16, 16), dtype=torch.uint8)
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    out = encoder(frames, mask)
+    assert out.pooled.shape == (2, 32) and torch.isfinite(out.pooled).all()
