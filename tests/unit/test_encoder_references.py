@@ -136,3 +136,17 @@ def test_a_video_frame_network_takes_the_same_block_and_read_out_settings():
     mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
     out = encoder(frames, mask)
     assert out.pooled.shape == (2, 32) and torch.isfinite(out.pooled).all()
+
+
+def test_attention_read_out_weighs_only_real_positions():
+    config = AudioCnnConfig(channels=[8], pool="attention")
+    encoder = AudioCnnEncoder(config, AUDIO_SPEC, hidden_size=16).eval()
+    features = torch.randn(2, 64, 40, generator=torch.Generator().manual_seed(3))
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    mask[1, 20:] = False
+    out = encoder(features, mask)
+    scores = encoder.attention.score(out.tokens).squeeze(-1)
+    weights = torch.softmax(scores[1, :10], dim=0)  # 20 real frames -> 10 tokens after the block's pooling
+    torch.testing.assert_close(out.pooled[1], (weights.unsqueeze(-1) * out.tokens[1, :10]).sum(0))
+    image = ImageCnnEncoder(ImageCnnConfig(channels=[4, 8], pool="attention"), IMAGE_SPEC, hidden_size=8)
+    assert image(_images(2)[0], torch.ones(2, 1, dtype=torch.bool)).pooled.shape == (2, 8)
