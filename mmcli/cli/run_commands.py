@@ -125,15 +125,9 @@ def report(
     out = mode(json_output, quiet, debug)
 
     def work() -> dict[str, Any]:
-        from pathlib import Path
-
-        from mmcli.errors import MmcliError
         from mmcli.workflows.report import report as write_report
 
-        target = Path(output) if output else Path(run_dirs[0]) / "report.html"
-        if output and target.exists() and not overwrite:
-            raise MmcliError(f"{target}: already exists", hint="pass --overwrite to replace it, or another --output")
-        return write_report(run_dirs, target)
+        return write_report(run_dirs, output, overwrite=overwrite)
 
     execute(out, work, lambda r: typer.echo(f"wrote {r['output']} ({len(r['runs'])} runs)"))
 

@@ -113,10 +113,15 @@ def _diff(first: dict[str, Any], other: dict[str, Any]) -> str:
     return "\n".join(lines) or '<span class="muted">the same recipe</span>'
 
 
-def report(run_dirs: list[str | Path], output: str | Path) -> dict[str, Any]:
-    """Write the comparison page; returns ``{"output", "runs"}``."""
+def report(run_dirs: list[str | Path], output: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Write the comparison page (default ``FIRST_RUN/report.html``, which a new report replaces; any
+    other existing file only with ``overwrite``); returns ``{"output", "runs"}``."""
     if not run_dirs:
         raise DataError("report: no run directory given", hint="mmcli report runs/a runs/b -o report.html")
+    if output is None:
+        output = Path(run_dirs[0]) / "report.html"
+    elif Path(output).exists() and not overwrite:
+        raise DataError(f"{output}: already exists", hint="pass --overwrite to replace it, or another --output")
     runs = [_read(Path(run_dir)) for run_dir in run_dirs]
     sections = [f"<h1>mmcli report: {html.escape(', '.join(run['name'] for run in runs))}</h1>",
                 "<h2>metrics</h2>", _metrics_table(runs), _training_table(runs)]

@@ -41,6 +41,8 @@ def test_report_is_one_self_contained_page_a_browser_renders(small_workspace, sm
     result = run_cli("report", str(small_run), str(second), "-o", str(page), "--json", cwd=small_workspace)
     assert result.code == 0, result.stderr[-2000:]
     assert result.json()["output"] == str(page)
+    again = run_cli("report", str(small_run), "-o", str(page), cwd=small_workspace)
+    assert again.code == 2 and "--overwrite" in again.stderr  # a file of the user's is never replaced unasked
     text = page.read_text()
     assert text.count("<img") >= 6 and "data:image/png;base64," in text
     assert "src=\"http" not in text and "href=\"http" not in text  # nothing fetched from outside
