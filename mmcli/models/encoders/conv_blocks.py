@@ -12,7 +12,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from mmcli.config import Settings
-from mmcli.models.outputs import masked_softmax
+from mmcli.models.outputs import masked_mean, masked_softmax
 
 Norm = Literal["batch", "layer", "group", "none"]
 Activation = Literal["gelu", "relu", "silu", "tanh", "leaky_relu", "none"]
@@ -118,8 +118,6 @@ class AttentionPool(nn.Module):
 
 def pool_positions(kind: str, tokens: Tensor, mask: Tensor, attention: AttentionPool | None) -> Tensor:
     """``tokens [B, T, D]`` over the real positions -> ``[B, D]`` (mean, max or attention)."""
-    from mmcli.models.outputs import masked_mean
-
     if kind == "max":
         return tokens.masked_fill(~mask.unsqueeze(-1), torch.finfo(tokens.dtype).min).amax(dim=1) \
             * mask.any(dim=1, keepdim=True).to(tokens.dtype)
