@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_BAD_INPUT = 2
 
@@ -41,3 +40,9 @@ class RuntimeFailure(MmcliError):
     """Something failed while running (not the user's input): exit code 1."""
 
     exit_code = EXIT_RUNTIME
+
+
+class BadValue(Exception):
+    """One manifest cell cannot be used (a broken medium, an unknown label, an empty caption); ``str(err)``
+    is a short reason. The data pipeline adds the row and column and fails or skips the row (a counted
+    bad row). Processors and target codecs raise it; it is not shown to users on its own."""

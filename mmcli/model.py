@@ -12,8 +12,7 @@ from mmcli.errors import RecipeError
 from mmcli.models.backbone import (Backbone, build_attention, build_encoders, build_fusion, build_shared, fused_size,
                                    check_name, fusion_combines_predictions, shared_size)
 from mmcli.objectives.base import BuildContext, Objective
-from mmcli.plugins import active_plugins
-from mmcli.registries import LOSS_WEIGHTINGS, OBJECTIVES
+from mmcli.registries import LOSS_WEIGHTINGS, OBJECTIVES, active_plugins
 
 CHECKPOINT_FORMAT = 2  # state-dict layout: backbone.*, objectives.*, weighting.*, wrappers.*
 
@@ -65,10 +64,12 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
     size = shared_size(recipe)
     fused = fused_size(recipe)
     tasks: dict[str, Objective] = {}
+    target_specs = {key: entry.get("spec", {}) for key, entry in preprocessing.get("tasks", {}).items()}
 
     def context(name: str, target_spec: dict | None = None) -> BuildContext:
         return BuildContext(name=name, hidden_size=hidden, inputs=inputs, input_specs=specs, target_spec=target_spec,
-                            late_inputs=late, shared_size=size, tasks=dict(tasks), fused_size=fused)
+                            late_inputs=late, shared_size=size, tasks=dict(tasks), fused_size=fused,
+                            target_specs=target_specs)
 
     # Creation order is part of seeded initialisation: encoders, task heads, fusion, attention, then
     # everything newer. Runs from before the split into backbone and objectives keep their numbers.

@@ -29,3 +29,8 @@ LOSS_WEIGHTINGS: Registry = Registry("loss weighting", "mmcli.weighting")
 # Plug-ins: features that read their own recipe keys and add objectives, inference wrappers and
 # training callbacks, so that the backbone, the trainer and the objectives' contract never name them.
 PLUGINS: Registry = Registry("plug-in", "mmcli.plugins")
+
+
+def active_plugins() -> list:
+    """One instance of every registered plug-in, in name order (the core finds plug-ins only here)."""
+    return [PLUGINS.get(name)() for name in PLUGINS.names()]

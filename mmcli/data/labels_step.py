@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmcli.errors import DataError
+from mmcli.errors import BadValue, DataError
 
 
 def target_columns(recipe: Any) -> dict[str, tuple[str, Any]]:
@@ -17,10 +17,13 @@ def target_columns(recipe: Any) -> dict[str, tuple[str, Any]]:
     (key: the task's name) and the columns objectives ask for (``target_columns(name)`` on their
     settings, e.g. a contrastive objective's group ids). Column settings have ``column``, ``type`` and
     ``target_codec(spec=None)``."""
-    columns = {name: (f"tasks.{name}", cfg) for name, cfg in recipe.tasks.items()}
-    for name, cfg in recipe.objectives.items():
-        for key, column in cfg.target_columns(name).items():
-            columns[key] = (f"objectives.{name}", column)
+    columns = {}
+    for section, configs in (("tasks", recipe.tasks), ("objectives", recipe.objectives)):
+        for name, cfg in configs.items():
+            if section == "tasks":
+                columns[name] = (f"tasks.{name}", cfg)
+            for key, column in cfg.target_columns(name).items():
+                columns[key] = (f"{section}.{name}", column)
     return columns
 
 
@@ -45,10 +48,12 @@ def load_targets(recipe: Any, fitted: dict) -> dict[str, Any]:
 
 def encode_targets(recipe: Any, table: pd.DataFrame, targets: dict[str, Any], required: bool = True,
                    labelled: bool = True) -> tuple[dict[str, np.ndarray], dict[int, str]]:
-    """Encode every task's column; return arrays and {row: reason} for rows with unusable labels.
+    """Encode every task's column; return arrays (first axis: rows) and {row: reason} for rows with
+    unusable labels.
 
-    A label never seen in train, or a regression value that is not a number, is a bad row; so is an
-    empty or null label where ``labelled`` (training, evaluation), unless the task says
+    A value the codec cannot use (a label never seen in train, a regression value that is not a number,
+    an empty caption) is a bad row; so is an empty or null label where ``labelled`` (training, evaluation),
+    unless the task says
     ``allow_missing: true`` (its loss and metrics then skip such rows, and evaluation counts them).
     With ``required=False`` (predict) target columns may be absent.
     """
@@ -63,9 +68,7 @@ def encode_targets(recipe: Any, table: pd.DataFrame, targets: dict[str, Any], re
         values, bad = _encode_rows(targets[key], cells)
         encoded[key] = values
         if labelled and not getattr(cfg, "allow_missing", True):
-            codec = targets[key]
-            unlabelled = np.isnan(values) if np.isnan(codec.missing) else values == codec.missing
-            for row in np.flatnonzero(unlabelled).tolist():
+            for row in np.flatnonzero(~targets[key].labelled(values)).tolist():
                 if row not in bad:  # empty, null, or (regression) not finite
                     bad[row] = (f"no usable label in column '{cfg.column}': {cells[row]!r} "
                                 f"(set {where}.allow_missing: true if rows may lack one)")
@@ -76,17 +79,15 @@ def encode_targets(recipe: Any, table: pd.DataFrame, targets: dict[str, Any], re
 
 def _encode_rows(codec: Any, values: list[Any]) -> tuple[np.ndarray, dict[int, str]]:
     """Encode all values at once; on failure, find each bad row so none is dropped silently."""
-    from mmcli.data.processors.base import MediaError
-
     try:
         return codec.encode(values), {}
-    except MediaError:
+    except BadValue:
         pass
     encoded, bad = [], {}
     for row, value in enumerate(values):
         try:
             encoded.append(codec.encode([value])[0])
-        except MediaError as error:
+        except BadValue as error:
             bad[row] = str(error)
-            encoded.append(codec.missing)
+            encoded.append(codec.missing)  # one row's value: an array for codecs of sequences or sets
     return np.asarray(encoded, dtype=codec.dtype), bad

@@ -34,8 +34,27 @@ def load_metric(name: str) -> Any:
     return _loaded[name]
 
 
+def compute_metric_values(name: str, predictions: Sequence[Any], references: Sequence[Any], **kwargs: Any) -> dict[str, Any]:
+    """Everything metric ``name`` returns, e.g. retrieval's ``{"recall@1": ..., "mrr": ...}``.
+
+    ``kwargs`` go to the module's ``compute`` over mmcli's defaults (macro F1); with nothing to
+    score the result is ``{name: NaN}``.
+    """
+    predictions, references = _plain(predictions), _plain(references)
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    if not predictions:
+        return {name: math.nan}
+    module = load_metric(name)
+    return module.compute(predictions=predictions, references=references, **{**_COMPUTE_KWARGS.get(name, {}), **kwargs})
+
+
 def compute_metrics(names: Sequence[str], predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
-    """``{name: value}`` for each metric; NaN for every metric when there is nothing to score."""
+    """``{name: value}`` for each metric; NaN for every metric when there is nothing to score.
+
+    A metric whose result has no key of its own name (retrieval) adds each of its scalar values
+    under their own keys instead; non-scalar values (per-class lists) are left out.
+    """
     predictions, references = _plain(predictions), _plain(references)
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
@@ -43,12 +62,16 @@ def compute_metrics(names: Sequence[str], predictions: Sequence[Any], references
         return {name: math.nan for name in names}
     results: dict[str, float] = {}
     for name in names:
-        value = load_metric(name).compute(predictions=predictions, references=references, **_COMPUTE_KWARGS.get(name, {}))
-        results[name] = float(value[name])
+        value = compute_metric_values(name, predictions, references)
+        if name in value:
+            results[name] = float(value[name])
+        else:
+            results.update({key: float(v) for key, v in value.items() if isinstance(v, (int, float))})
     return results
 
 
 def _plain(values: Sequence[Any]) -> list[Any]:
-    """numpy arrays / tensors -> Python scalars, which every evaluate feature format accepts."""
+    """numpy arrays / tensors (or lists of them, e.g. ragged ranked lists) -> Python scalars and
+    lists, which every evaluate feature format accepts."""
     tolist = getattr(values, "tolist", None)
-    return list(tolist()) if callable(tolist) else [v.item() if hasattr(v, "item") else v for v in values]
+    return list(tolist()) if callable(tolist) else [v.tolist() if hasattr(v, "tolist") else v for v in values]

@@ -1,9 +1,10 @@
 """Run a model over a split's tensors: the inference path of evaluate, predict, encode and validation.
 
 ``infer_batch`` is one batch: encode, the wrappers' look at the encodings, fuse, the supervised
-objectives' predictions, the wrappers' look at the predictions. ``run_inference`` runs it over a
-split in batches and gathers what the caller needs: predictions, each objective's outputs for its
-metrics, the wrappers' per-row reports, the validation loss, and embeddings.
+objectives' predictions (with their decoding settings), the wrappers' look at the predictions.
+``run_inference`` runs it over a split in batches and gathers what the caller needs: predictions (each
+task's own collate: padding for sequences), each objective's outputs for its metrics, the wrappers'
+per-row reports, the validation loss (each objective's own loss), and embeddings.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ KEEP = ("pooled", "fused", "shared")  # embeddings run_inference can gather besi
 class Inference:
     """Everything gathered over a split (CPU tensors, rows in split order).
 
-    ``predictions``: supervised objective -> prediction ``[N, ...]`` (float); ``outputs``: other
+    ``predictions``: supervised objective -> prediction ``[N, ...]`` (as its ``collate`` gathers them); ``outputs``: other
     objective -> its :meth:`outputs` gathered; ``reports``: wrapper name -> its per-row report;
     ``loss``: the weighted validation loss (None without every task's targets, or with nothing to
     count); ``losses``: per objective in it; ``pooled`` / ``fused`` / ``shared``: embeddings when asked.
@@ -40,31 +41,30 @@ class Inference:
     shared: dict[str, Tensor] = field(default_factory=dict)
 
 
-def infer_batch(model: Any, batch: dict[str, Tensor]
+def infer_batch(model: Any, batch: dict[str, Tensor], decoding: dict[str, dict[str, Any]] | None = None
                 ) -> tuple[Representation, dict[str, Tensor], dict[str, dict[str, Tensor]]]:
-    """``(representation, predictions, reports)`` for one batch, wrappers applied."""
+    """``(representation, predictions, reports)`` for one batch, wrappers applied; ``decoding``: task ->
+    its decoding settings (beam size, ...)."""
     encoded = model.backbone.encode(batch)
     reports: dict[str, dict[str, Tensor]] = {}
     for name, wrapper in model.wrappers.items():
         encoded, reports[name] = wrapper.before_fusion(model, encoded, batch)
     rep = model.backbone.fuse(encoded)
-    predictions = {name: task.predict(rep) for name, task in model.tasks.items()}
+    decoding = decoding or {}
+    predictions = {name: task.predict(rep, batch, **decoding.get(name, {})) for name, task in model.tasks.items()}
     for name, wrapper in model.wrappers.items():
         predictions, report = wrapper.after_prediction(model, rep, predictions)
         reports[name] = {**reports[name], **report}
     return rep, predictions, reports
 
 
-def _batch_losses(model: Any, rep: Representation, predictions: dict[str, Tensor],
-                  batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The validation losses of one batch: supervised objectives from the (wrapped) predictions, the
-    others that count in the validation loss from the representation."""
+def _batch_losses(model: Any, rep: Representation, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The validation losses of one batch: each objective that counts in the validation loss, its own loss."""
     losses = {}
     for name, objective in model.objectives.items():
         if not objective.in_validation_loss:
             continue
-        loss = objective.prediction_loss(predictions[name], batch[name]) if objective.supervised \
-            else objective.loss(rep, batch)
+        loss = objective.loss(rep, batch)
         if loss is not None:
             losses[name] = loss
     return losses
@@ -72,8 +72,9 @@ def _batch_losses(model: Any, rep: Representation, predictions: dict[str, Tensor
 
 @torch.no_grad()
 def run_inference(model: Any, tensors: dict[str, Tensor], batch_size: int, device: torch.device,
-                  keep: tuple[str, ...] = ()) -> Inference:
-    """Evaluation mode, no gradient, batches in row order. ``keep``: embeddings to gather (``KEEP``)."""
+                  keep: tuple[str, ...] = (), decoding: dict[str, dict[str, Any]] | None = None) -> Inference:
+    """Evaluation mode, no gradient, batches in row order. ``keep``: embeddings to gather (``KEEP``);
+    ``decoding``: task -> its decoding settings."""
     model.eval()
     tasks = model.tasks
     scored = all(name in tensors for name in tasks)  # without every task's targets (predict) there is no loss
@@ -87,9 +88,9 @@ def run_inference(model: Any, tensors: dict[str, Tensor], batch_size: int, devic
     sampler = ShardedBatchSampler(len(tensors[ROW_COLUMN]), batch_size, shuffle=False)
     for batch in batch_loader(tensors, sampler):
         batch = {key: value.to(device) for key, value in batch.items()}
-        rep, predictions, batch_reports = infer_batch(model, batch)
+        rep, predictions, batch_reports = infer_batch(model, batch, decoding)
         for name, value in predictions.items():
-            gathered.setdefault(name, []).append(value.float().cpu())
+            gathered.setdefault(name, []).append(value.detach().cpu())
         for name, objective in model.objectives.items():
             if not objective.supervised:
                 for key, value in objective.outputs(rep).items():
@@ -98,7 +99,7 @@ def run_inference(model: Any, tensors: dict[str, Tensor], batch_size: int, devic
             for key, value in report.items():
                 reports.setdefault(name, {}).setdefault(key, []).append(value.cpu())
         if scored:
-            batch_losses.append((_batch_losses(model, rep, predictions, batch), len(batch[ROW_COLUMN])))
+            batch_losses.append((_batch_losses(model, rep, batch), len(batch[ROW_COLUMN])))
         if "pooled" in keep:
             for name, output in rep.encoded.items():
                 pooled.setdefault(name, []).append(output.pooled.float().cpu())
@@ -107,7 +108,7 @@ def run_inference(model: Any, tensors: dict[str, Tensor], batch_size: int, devic
         if "shared" in keep:
             for name, value in rep.shared.items():
                 shared.setdefault(name, []).append(value.float().cpu())
-    result = Inference(predictions={name: torch.cat(values) for name, values in gathered.items()},
+    result = Inference(predictions={name: tasks[name].collate(values) for name, values in gathered.items()},
                        outputs={name: {key: torch.cat(v) for key, v in values.items()} for name, values in outputs.items()},
                        reports={name: {key: torch.cat(v) for key, v in values.items()} for name, values in reports.items()},
                        pooled={name: torch.cat(values) for name, values in pooled.items()},

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from pydantic import Field
 from torch import Tensor, nn
 
 from mmcli.config import Settings
 from mmcli.errors import RecipeError
+from mmcli.models.encoders._width import ToHidden
 from mmcli.models.outputs import EncoderOutput
-from mmcli.models.representation import LateVectors, Representation
+from mmcli.models.representation import Representation
 from mmcli.registries import ATTENTIONS, ENCODERS, FUSIONS
 
 
@@ -40,11 +40,6 @@ class Backbone(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.shared = shared  # input -> Linear(D, P) (one shared Linear when tied); None: no shared space
 
-    @property
-    def combines_predictions(self) -> bool:
-        """The fusion keeps one vector per input and heads combine their predictions (late fusion)."""
-        return bool(getattr(self.fusion, "combines_predictions", False))
-
     def encode(self, batch: dict[str, Tensor]) -> dict[str, EncoderOutput]:
         """Each encoder on its input; on what it precomputed for the rows instead, where the batch has
         it (``name + PRECOMPUTED``: a frozen pretrained tower's outputs, computed once per row)."""
@@ -58,18 +53,7 @@ class Backbone(nn.Module):
             shared = {name: self.shared[name if name in self.shared else "tied"](output.pooled)
                       for name, output in encoded.items()}
         return Representation(encoded=encoded, inputs=attended, shared=shared, dropout=self.dropout,
-                              fuse=lambda: self._fusion(attended))
-
-    def _fusion(self, attended: dict[str, EncoderOutput]) -> tuple[Tensor, dict[str, Tensor], LateVectors | None]:
-        """``(fused [B, D], task vectors, late vectors)``: what the fusion makes of the inputs."""
-        if self.combines_predictions:
-            vectors, weights = self.fusion.per_modality(attended)
-            fused = (vectors * weights.unsqueeze(-1)).sum(dim=1)
-            return fused, {}, LateVectors(list(self.fusion.names), vectors, weights)
-        fused = self.fusion(attended)
-        if isinstance(fused, dict):  # a fused vector per task (e.g. gated fusion with per_task)
-            return torch.stack(list(fused.values())).mean(dim=0), fused, None
-        return fused, {}, None
+                              fuse=lambda: self.fusion(attended))
 
     def forward(self, batch: dict[str, Tensor]) -> Representation:
         return self.fuse(self.encode(batch))
@@ -82,14 +66,18 @@ def check_name(kind: str, name: str) -> None:
 
 
 def build_encoders(recipe: Any, preprocessing: dict) -> dict[str, nn.Module]:
-    """One encoder per input, sized by its fitted processor spec."""
+    """One encoder per input, sized by its fitted processor spec, at its own width (``encoder.width``) or
+    ``model.hidden_size``."""
     encoders = {}
+    hidden = recipe.model.hidden_size
     for name, cfg in recipe.inputs.items():
         check_name("input", name)
         if getattr(cfg, "share_encoder", None):
             continue
         spec = {**preprocessing["inputs"][name]["spec"], "input": name}  # lets encoder errors name the recipe key
-        encoders[name] = ENCODERS[cfg.modality].build(cfg.encoder, spec=spec, hidden_size=recipe.model.hidden_size)
+        width = getattr(cfg.encoder, "width", None) or hidden
+        encoder = ENCODERS[cfg.modality].build(cfg.encoder, spec=spec, hidden_size=width)
+        encoders[name] = encoder if width == hidden else ToHidden(encoder, width, hidden)
     for name, cfg in recipe.inputs.items():
         other = getattr(cfg, "share_encoder", None)
         if other:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -26,6 +26,33 @@ class EncoderOutput:
     def present(self) -> Tensor:
         """``[B]`` bool: the row has at least one real position (the modality is present)."""
         return self.mask.any(dim=1)
+
+
+@dataclass
+class LateVectors:
+    """Late fusion: ``vectors [B, M, D]`` one per input (``names``, sorted) and the presence weights
+    ``[B, M]`` that combine per-input predictions (missing inputs weigh 0)."""
+
+    names: list[str]
+    vectors: Tensor
+    weights: Tensor
+
+
+@dataclass
+class FusionOutput:
+    """What every fusion returns.
+
+    Attributes:
+        fused: ``[B, D']`` the fused vector (``D'`` is ``hidden_size`` unless the fusion declares a
+            ``fused_size``; with per-task vectors, their mean; with late fusion, the presence-weighted mean
+            of the per-input vectors).
+        task_vectors: task name -> ``[B, D]``, for a fusion that fuses once per task.
+        late: per-input vectors and weights, for a fusion whose tasks combine per-input predictions.
+    """
+
+    fused: Tensor
+    task_vectors: dict[str, Tensor] = field(default_factory=dict)
+    late: LateVectors | None = None
 
 
 def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:

@@ -3,26 +3,15 @@ shared-space projections, for one batch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-from mmcli.models.outputs import EncoderOutput
+from mmcli.models.outputs import EncoderOutput, FusionOutput, LateVectors
 
 _LATE = object()  # key of late fusion's dropped-out vectors (never a name)
 FUSED = "fused"  # what objectives call the fused vector when they name "an input or the fused vector"
-
-
-@dataclass
-class LateVectors:
-    """Late fusion: ``vectors [B, M, D]`` one per input (``names``, sorted) and the presence weights
-    ``[B, M]`` that combine per-input predictions (missing inputs weigh 0)."""
-
-    names: list[str]
-    vectors: Tensor
-    weights: Tensor
 
 
 class Representation:
@@ -40,36 +29,40 @@ class Representation:
         task_vectors: objective name -> ``[B, D]``, with a fusion that fuses once per task.
         late: per-input vectors and weights, with a fusion that combines predictions.
 
-    The backbone hands over its fusion as ``fuse`` (returning ``(fused, task_vectors, late)``), run
-    when one of those three is first read: objectives that read only the inputs (contrastive,
-    adversarial) cost no fusion.
+    The backbone hands over its fusion as ``fuse`` (returning a :class:`FusionOutput`), run when one of
+    those three is first read: objectives that read only the inputs (contrastive, adversarial) cost no
+    fusion.
     """
 
-    def __init__(self, encoded: dict[str, EncoderOutput], inputs: dict[str, EncoderOutput], fused: Tensor | None = None,
-                 shared: dict[str, Tensor] | None = None, task_vectors: dict[str, Tensor] | None = None,
-                 late: LateVectors | None = None, dropout: Callable[[Tensor], Tensor] | None = None,
-                 fuse: Callable[[], tuple[Tensor, dict[str, Tensor], LateVectors | None]] | None = None) -> None:
+    def __init__(self, encoded: dict[str, EncoderOutput], inputs: dict[str, EncoderOutput],
+                 fusion: FusionOutput | None = None, shared: dict[str, Tensor] | None = None,
+                 dropout: Callable[[Tensor], Tensor] | None = None,
+                 fuse: Callable[[], FusionOutput] | None = None) -> None:
         self.encoded, self.inputs, self.shared, self.dropout = encoded, inputs, shared or {}, dropout
         self._fuse = fuse
-        self._fusion = None if fuse is not None else (fused, task_vectors or {}, late)
+        self._fusion = fusion
         self._dropped: dict[object, Tensor] = {}
 
-    def _fused_parts(self) -> tuple[Tensor, dict[str, Tensor], LateVectors | None]:
+    @property
+    def fusion(self) -> FusionOutput:
+        """What the fusion made of the inputs (computed on first read)."""
         if self._fusion is None:
+            if self._fuse is None:
+                raise ValueError("this representation has no fusion")
             self._fusion = self._fuse()
         return self._fusion
 
     @property
     def fused(self) -> Tensor:
-        return self._fused_parts()[0]
+        return self.fusion.fused
 
     @property
     def task_vectors(self) -> dict[str, Tensor]:
-        return self._fused_parts()[1]
+        return self.fusion.task_vectors
 
     @property
     def late(self) -> LateVectors | None:
-        return self._fused_parts()[2]
+        return self.fusion.late
 
     def fused_for(self, name: str) -> Tensor:
         """``[B, D]`` the vector objective ``name`` reads: its own with per-task fusion, else the fused

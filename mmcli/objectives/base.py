@@ -52,7 +52,8 @@ class BuildContext:
     with a fusion that combines predictions (late fusion), the inputs a supervised objective keeps one
     head for; ``shared_size``: width of the shared space (``model.shared_space``), None without one;
     ``tasks``: the supervised objectives built so far (name -> objective); ``fused_width``: the fused
-    vector's width (``hidden_size`` unless the fusion widens it)."""
+    vector's width (``hidden_size`` unless the fusion widens it); ``target_specs``: batch key -> fitted spec of
+    every target column preprocess encoded (a task's ``report_by`` categories, ...)."""
 
     name: str
     hidden_size: int
@@ -63,6 +64,7 @@ class BuildContext:
     shared_size: int | None = None
     tasks: dict[str, Any] = field(default_factory=dict)
     fused_size: int | None = None  # width of the fused vector when it is not hidden_size
+    target_specs: dict[str, dict] = field(default_factory=dict)
 
     @property
     def fused_width(self) -> int:

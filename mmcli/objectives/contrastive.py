@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mmcli.data.processors.labels import GroupColumn
+from mmcli.objectives._groups import GroupColumn
 from mmcli.objectives._gather import gather_with_local_grad, process_group
 from mmcli.models.representation import FUSED
 from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, check_inputs

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mmcli.data.processors.labels import GroupColumn
+from mmcli.objectives._groups import GroupColumn
 from mmcli.models.outputs import EncoderOutput
 from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, accuracy_of, check_inputs
 from mmcli.registries import OBJECTIVES

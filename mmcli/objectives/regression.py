@@ -1,19 +1,86 @@
-"""Regression task: one standardised value per row, MSE, MAE/RMSE in original units."""
+"""Regression task: one standardised value per row, MSE, MAE/RMSE in original units; its target codec
+(values standardised with the train split's mean and standard deviation)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Any, Iterable, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmcli.data.processors.labels import RegressionLabels
-from mmcli.objectives._supervised import SupervisedObjective, SupervisedSettings, zero_loss
+from mmcli.cells import is_missing
+from mmcli.errors import BadValue
+from mmcli.objectives._supervised import HeadSettings, HeadTask, zero_loss
 from mmcli.registries import OBJECTIVES
 
 
-class RegressionConfig(SupervisedSettings):
+def _as_float(value: Any) -> float:
+    if is_missing(value):
+        return math.nan
+    if isinstance(value, (bool, np.bool_)):
+        raise BadValue(f"regression target is not a number: {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadValue(f"regression target is not a number: {value!r}") from None
+    return number if math.isfinite(number) else math.nan
+
+
+def _as_float_or_nan(value: Any) -> float:
+    try:
+        return _as_float(value)
+    except BadValue:
+        return math.nan
+
+
+class RegressionLabels:
+    """float32 ``(y - mean) / std``; NaN = no label (missing or not finite)."""
+
+    missing = math.nan
+    dtype = np.float32
+
+    def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
+        self.mean = float(mean)
+        self.std = float(std)
+
+    def fit(self, values: Iterable[Any]) -> "RegressionLabels":
+        # A value that is not a number is a bad row: encode() reports it (fail or skip); fit ignores it.
+        data = np.asarray([_as_float_or_nan(v) for v in values], dtype=np.float64)
+        data = data[np.isfinite(data)]
+        self.mean = float(data.mean()) if data.size else 0.0
+        std = float(data.std()) if data.size else 0.0
+        self.std = std if std > 1e-12 else 1.0  # a constant target must not divide by zero
+        return self
+
+    def encode(self, values: Iterable[Any]) -> np.ndarray:
+        data = np.asarray([_as_float(v) for v in values], dtype=np.float64)
+        return ((data - self.mean) / self.std).astype(np.float32)
+
+    def labelled(self, encoded: np.ndarray) -> np.ndarray:
+        return ~np.isnan(np.asarray(encoded, dtype=np.float64))
+
+    def decode(self, values: Any) -> np.ndarray:
+        """Standardised values back to original units (float64)."""
+        return np.asarray(values, dtype=np.float64) * self.std + self.mean
+
+    def spec(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std}
+
+    @staticmethod
+    def feature() -> Any:
+        from datasets import Value
+
+        return Value("float32")
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "RegressionLabels":
+        return cls(spec["mean"], spec["std"])
+
+
+class RegressionConfig(HeadSettings):
     type: Literal["regression"] = "regression"
 
     def target_codec(self, spec: dict | None = None) -> RegressionLabels:
@@ -21,7 +88,7 @@ class RegressionConfig(SupervisedSettings):
 
 
 @OBJECTIVES.register("regression", RegressionConfig)
-class RegressionObjective(SupervisedObjective):
+class RegressionObjective(HeadTask):
     """Spec: ``{"mean": m, "std": s}``. Prediction: values ``[B]`` (standardised); targets float ``[B]``
     standardised, NaN = no label."""
 
@@ -46,6 +113,7 @@ class RegressionObjective(SupervisedObjective):
         return F.mse_loss(prediction[labelled].float(), target[labelled].float())
 
     def row_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """``[B]`` squared error per row, 0 where there is no label."""
         labelled = ~torch.isnan(target)
         return (prediction.float() - torch.nan_to_num(target.float())).square() * labelled
 

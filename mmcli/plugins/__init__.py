@@ -35,10 +35,3 @@ class Plugin:
     def callbacks(self, recipe: Any, preprocessing: dict | None) -> list[Any]:
         """Training callbacks to add (:class:`mmcli.training.callbacks.base.Callback`)."""
         return []
-
-
-def active_plugins() -> list[Plugin]:
-    """One instance of every registered plug-in, in name order."""
-    from mmcli.registries import PLUGINS
-
-    return [PLUGINS.get(name)() for name in PLUGINS.names()]

@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from mmcli.cli.app import app
 from mmcli.data.synthetic import make_dataset
+from mmcli.data.synthetic.shapes import COLUMNS
 
 pytestmark = pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # the image-corrupt-exif-ok case, on purpose
 
@@ -377,7 +378,7 @@ def _(c):
     return Built(path, 0)
 
 
-@case("manifest-ragged-row", "fatal", "cannot read the csv manifest", "Expected 13 fields")
+@case("manifest-ragged-row", "fatal", "cannot read the csv manifest", f"Expected {len(COLUMNS)} fields")
 def _(c):
     path = c.root / "case-manifest-ragged-row.csv"
     lines = c.table().to_csv(index=False).splitlines()

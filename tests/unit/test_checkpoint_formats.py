@@ -44,7 +44,11 @@ def test_a_run_written_by_mmcli_0_1_evaluates_to_the_metrics_it_recorded(name: s
     run_dir = old_run(name, tmp_path, manifest)
     recorded = json.loads((FIXTURES / name / "metrics.json").read_text())["test"]
     result = evaluate_run(run_dir, split="test")
-    assert result["metrics"] == recorded
+    # "loss" is the model's own validation loss since mmcli 0.3 (0.1 recorded it after the inference
+    # wrappers' answers, and float sums differ across CPUs): every task metric and count must be the same
+    got, want = dict(result["metrics"]), dict(recorded)
+    assert got.pop("loss") == pytest.approx(want.pop("loss"), rel=0.1)
+    assert got == want
 
 
 def test_a_newer_checkpoint_format_is_refused_in_one_line(tmp_path: Path, manifest: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from mmcli.models.outputs import EncoderOutput
+from mmcli.models.outputs import EncoderOutput, FusionOutput
 from mmcli.models.representation import Representation
 from mmcli.objectives.base import BuildContext
 from mmcli.objectives.contrastive import Contrastive, ContrastiveConfig, recall_at_k
@@ -39,7 +39,7 @@ def rep(a: torch.Tensor, b: torch.Tensor, present_b: torch.Tensor | None = None)
 
     ones = torch.ones(len(a), dtype=torch.bool)
     encoded = {"x": output(a, ones), "y": output(b, ones if present_b is None else present_b)}
-    return Representation(encoded=encoded, inputs=encoded, fused=a, shared={"x": a, "y": b})
+    return Representation(encoded=encoded, inputs=encoded, fusion=FusionOutput(a), shared={"x": a, "y": b})
 
 
 def data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -119,7 +119,7 @@ def test_concat_without_projection_is_the_plain_concatenation():
     outputs = {name: EncoderOutput(torch.zeros(2, 1, 4), torch.ones(2, 1, dtype=torch.bool), torch.full((2, 4), float(i)))
                for i, name in enumerate(["a", "b"])}
     assert sum(p.numel() for p in fusion.parameters()) == 0
-    torch.testing.assert_close(fusion(outputs), torch.cat([outputs["a"].pooled, outputs["b"].pooled], dim=-1))
+    torch.testing.assert_close(fusion(outputs).fused, torch.cat([outputs["a"].pooled, outputs["b"].pooled], dim=-1))
 
 
 def test_a_video_frame_network_takes_the_same_block_and_read_out_settings():

@@ -34,7 +34,7 @@ def outputs(present: dict[str, list[bool]] | None = None, seed: int = 0) -> dict
 
 @pytest.mark.parametrize("name", FUSIONS.names())
 def test_shape(name: str) -> None:
-    fused = build(name)(outputs())
+    fused = build(name)(outputs()).fused
     assert fused.shape == (B, D) and torch.isfinite(fused).all()
 
 
@@ -42,14 +42,14 @@ def test_shape(name: str) -> None:
 def test_input_order_does_not_matter(name: str) -> None:
     fusion, outs = build(name).eval(), outputs()
     reordered = dict(reversed(list(outs.items())))
-    torch.testing.assert_close(fusion(outs), fusion(reordered))
+    torch.testing.assert_close(fusion(outs).fused, fusion(reordered).fused)
 
 
 @pytest.mark.parametrize("name", FUSIONS.names())
 def test_gradients_reach_every_parameter_and_input(name: str) -> None:
     fusion = build(name).train()
     outs = outputs({"audio": [True, True, True, False]})
-    (fusion(outs) * torch.randn(B, D)).sum().backward()
+    (fusion(outs).fused * torch.randn(B, D)).sum().backward()
     for pname, p in fusion.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, pname
     for name_, out in outs.items():
@@ -65,7 +65,7 @@ def test_missing_modality_is_excluded(name: str) -> None:
     shift = torch.linspace(-3.0, 3.0, D) * torch.tensor([1.0, -1.0]).repeat(D // 2)
     changed["image"] = EncoderOutput(outs["image"].tokens, outs["image"].mask, outs["image"].pooled + shift)
     with torch.no_grad():
-        a, b = fusion(outs), fusion(changed)
+        a, b = fusion(outs).fused, fusion(changed).fused
     torch.testing.assert_close(a[[1, 3]], b[[1, 3]])  # rows without an image ignore its vector
     assert (a[[0, 2]] - b[[0, 2]]).abs().max() > 1e-2  # rows with an image use it (far above rounding noise)
 
@@ -73,7 +73,7 @@ def test_missing_modality_is_excluded(name: str) -> None:
 @pytest.mark.parametrize("name", FUSIONS.names())
 def test_row_with_no_modality_is_finite(name: str) -> None:
     fusion = build(name).train()
-    fused = fusion(outputs({n: [True, True, False, False] for n in NAMES}))
+    fused = fusion(outputs({n: [True, True, False, False] for n in NAMES})).fused
     assert torch.isfinite(fused).all()
     fused.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in fusion.parameters() if p.grad is not None)
@@ -84,6 +84,6 @@ def test_gated_single_modality_gets_the_whole_gate() -> None:
     outs = outputs({"audio": [False] * B, "image": [False] * B})
     with torch.no_grad():
         expected = torch.tanh(fusion.transforms[fusion.names.index("text")](outs["text"].pooled))
-        torch.testing.assert_close(fusion(outs), expected)
+        torch.testing.assert_close(fusion(outs).fused, expected)
         none = outputs({n: [False] * B for n in NAMES})
-        assert (fusion(none) == 0).all()
+        assert (fusion(none).fused == 0).all()

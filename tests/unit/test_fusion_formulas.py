@@ -45,7 +45,7 @@ def test_tensor_fusion_is_the_outer_product_of_one_appended_vectors() -> None:
     assert fusion.num_features == (D + 1) ** 3 == by_hand.shape[1]
     with torch.no_grad():
         torch.testing.assert_close(fusion.features(outs), by_hand)
-        torch.testing.assert_close(fusion(outs), by_hand @ fusion.output.weight.T + fusion.output.bias)
+        torch.testing.assert_close(fusion(outs).fused, by_hand @ fusion.output.weight.T + fusion.output.bias)
         # the product holds the unimodal terms (other factors at their constant 1) and the constant itself
         features = fusion.features(outs).view(B, D + 1, D + 1, D + 1)
         torch.testing.assert_close(features[:, :D, D, D], x["a"])
@@ -85,7 +85,7 @@ def test_lowrank_rank_one_is_the_product_of_factor_projections() -> None:
         factors.append(torch.cat([v, torch.ones(B, 1)], dim=1) @ factor[0].detach())  # [B, D]
     expected = factors[0] * factors[1] * factors[2] + fusion.bias.detach()
     with torch.no_grad():
-        torch.testing.assert_close(fusion(outs), expected)
+        torch.testing.assert_close(fusion(outs).fused, expected)
 
 
 def test_lowrank_equals_tensor_fusion_with_the_reconstructed_weight() -> None:
@@ -98,7 +98,7 @@ def test_lowrank_equals_tensor_fusion_with_the_reconstructed_weight() -> None:
     za, zb = torch.cat([xa, torch.ones(B, 1)], 1), torch.cat([xb, torch.ones(B, 1)], 1)
     expected = torch.einsum("oij,bi,bj->bo", full, za, zb) + fusion.bias.detach()
     with torch.no_grad():
-        torch.testing.assert_close(fusion({"a": encoded(xa), "b": encoded(xb)}), expected)
+        torch.testing.assert_close(fusion({"a": encoded(xa), "b": encoded(xb)}).fused, expected)
 
 
 def test_gated_single_present_modality_is_its_tanh_transform() -> None:
@@ -108,7 +108,7 @@ def test_gated_single_present_modality_is_its_tanh_transform() -> None:
     # row 0: only a; row 1: only c; row 2: all three
     present = {"a": [True, False, True], "b": [False, False, True], "c": [False, True, True]}
     with torch.no_grad():
-        fused = fusion({n: encoded(x[n], present[n]) for n in "abc"})
+        fused = fusion({n: encoded(x[n], present[n]) for n in "abc"}).fused
         h = {n: torch.tanh(fusion.transforms[fusion.names.index(n)](x[n])) for n in "abc"}
         torch.testing.assert_close(fused[0], h["a"][0])  # the gates renormalise over the present modalities
         torch.testing.assert_close(fused[1], h["c"][1])
@@ -123,7 +123,7 @@ def test_gated_two_modalities_is_the_seed_formula() -> None:
     g = torch.Generator().manual_seed(6)
     xt, xv = torch.randn(B, D, generator=g), torch.randn(B, D, generator=g)
     with torch.no_grad():
-        fused = fusion({"t": encoded(xt), "v": encoded(xv)})
+        fused = fusion({"t": encoded(xt), "v": encoded(xv)}).fused
         h_t = torch.tanh(fusion.transforms[fusion.names.index("t")](xt))
         h_v = torch.tanh(fusion.transforms[fusion.names.index("v")](xv))
         logits = fusion.gate(torch.cat([xt, xv], dim=1)).view(B, 2, D)  # names sorted: t, v
@@ -137,7 +137,7 @@ def test_sum_excludes_missing_modalities() -> None:
     x = {n: torch.randn(B, D, generator=g) for n in "abc"}
     present = {"a": [True, True, False], "b": [True, False, False], "c": [True, True, False]}
     with torch.no_grad():
-        fused = fusion({n: encoded(x[n], present[n]) for n in "abc"})
+        fused = fusion({n: encoded(x[n], present[n]) for n in "abc"}).fused
         p = {n: fusion.projections[fusion.names.index(n)](x[n]) for n in "abc"}
         gelu = torch.nn.functional.gelu
         torch.testing.assert_close(fused[0], gelu(p["a"][0] + p["b"][0] + p["c"][0]))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mmcli.data.processors.base import MediaError
-from mmcli.data.processors.labels import ClassificationLabels, RegressionLabels, UnknownLabel
+from mmcli.objectives.classification import ClassificationLabels, UnknownLabel
+from mmcli.objectives.regression import RegressionLabels
 
 
 def test_classification_fit_encode_decode() -> None:

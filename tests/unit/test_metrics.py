@@ -18,7 +18,9 @@ REF = [0, 2, 2, 2, 1, 1, 1]
 
 
 def test_bundled_modules_present() -> None:
-    assert available_metrics() == ["accuracy", "f1", "mae", "rmse"]
+    assert available_metrics() == [
+        "accuracy", "bleu", "chrf", "cider", "f1", "mae", "mean_average_precision", "retrieval", "rmse", "rouge_l", "vqa_accuracy",
+    ]
 
 
 def test_one_import_per_line() -> None:
@@ -48,7 +50,7 @@ def test_regression_metrics_match_sklearn() -> None:
 def test_edge_cases() -> None:
     assert all(math.isnan(v) for v in compute_metrics(["accuracy", "mae"], [], []).values())
     with pytest.raises(ValueError, match="unknown metric"):
-        compute_metrics(["bleu"], [1], [1])
+        compute_metrics(["no_such_metric"], [1], [1])
     with pytest.raises(ValueError, match="references"):
         compute_metrics(["accuracy"], [1, 2], [1])
 

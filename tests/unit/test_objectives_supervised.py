@@ -10,6 +10,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from mmcli.models.outputs import FusionOutput
 from mmcli.models.representation import Representation
 from mmcli.objectives.base import BuildContext
 from mmcli.registries import OBJECTIVES
@@ -36,7 +37,7 @@ def build(name: str, **settings: object) -> torch.nn.Module:
 
 def run(task: torch.nn.Module, fused: torch.Tensor) -> torch.Tensor:
     """The task's prediction from a fused vector (a representation holding only that)."""
-    return task.predict(Representation(encoded={}, inputs={}, fused=fused))
+    return task.predict(Representation(encoded={}, inputs={}, fusion=FusionOutput(fused)))
 
 
 @pytest.mark.parametrize("name", TASKS)

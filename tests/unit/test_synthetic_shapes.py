@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +14,28 @@ import numpy as np
 import pytest
 
 from mmcli.data.synthetic import DATASETS, make_dataset
-from mmcli.data.synthetic.shapes import COLOR_WORDS, COLUMNS, PITCHES, SHAPES, draw_factors
+from mmcli.data.synthetic.shapes import (
+    COLOR_WORDS, COLORS, COLUMNS, DIRECTIONS, PITCHES, QUESTION_TYPES, QUESTIONS, SHAPES, draw_factors,
+    size_word,
+)  # fmt: skip
 from mmcli.errors import MmcliError
 
 SIZE = 40
 SAMPLE_FILES = ("manifest.csv", "images/00003.png", "audio/00007.wav", "video/00011.mp4")
+# The columns and media as they were before the question columns were added (size 40, seed 0):
+# recipes reproduce their metrics bit for bit only while these stay byte-identical.
+OLD_COLUMNS = (
+    "id", "split", "text", "image", "audio", "video", "caption",
+    "shape", "color", "size", "pitch", "direction", "scene",
+)  # fmt: skip
+OLD_SHA256 = {
+    "manifest.csv": "ab18e1672afa6e37cfbac3c9d4fa2df52ce402edd431b70f5c41d3c48bd356b9",
+    "images/00003.png": "8ae05e9efbacb54faf4719386dfa9bae2c4b431fb89ea2c3b61ec6794ddeee9f",
+    "audio/00007.wav": "cbf79e9ca6e552caf5335c50a07eabb34547997f64484bbd69b419cdbadb2372",
+    "video/00011.mp4": "567ffec11cbf1dd4fe8d75fd629e131d5abaa84dbf4840a67a8432af061fb666",
+}
+# Every media file of the dataset, hashed as name + bytes in sorted path order.
+OLD_ALL_MEDIA_SHA256 = "6410b301a60bd836594c0f36285916009d3ca49422a1d0a1a084bd6667cc23d2"
 
 
 def read_manifest(path: Path) -> list[dict[str, str]]:
@@ -119,3 +139,53 @@ def test_import_is_light() -> None:
         cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     assert out.stdout.strip() == "[]"
+
+
+def test_old_columns_and_media_unchanged(shapes_dir: Path, rows: list[dict[str, str]]) -> None:
+    # The manifest restricted to the pre-question columns, written as the generator writes it.
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(OLD_COLUMNS)
+    writer.writerows([row[column] for column in OLD_COLUMNS] for row in rows)
+    assert COLUMNS[: len(OLD_COLUMNS)] == OLD_COLUMNS
+    assert hashlib.sha256(buffer.getvalue().encode()).hexdigest() == OLD_SHA256["manifest.csv"]
+    for name, digest in OLD_SHA256.items():
+        if name != "manifest.csv":
+            assert hashlib.sha256((shapes_dir / name).read_bytes()).hexdigest() == digest, name
+    media = hashlib.sha256()
+    for path in sorted(shapes_dir.rglob("*")):
+        if path.is_file() and path.suffix in (".png", ".wav", ".mp4"):
+            media.update(path.name.encode())
+            media.update(path.read_bytes())
+    assert media.hexdigest() == OLD_ALL_MEDIA_SHA256
+
+
+def test_question_columns(rows: list[dict[str, str]]) -> None:
+    assert COLUMNS[-3:] == ("question", "answer", "question_type")
+    factor_values = {*COLORS, *SHAPES, *PITCHES, *DIRECTIONS, "small", "medium", "large"}
+    for row in rows:
+        kind = row["question_type"]
+        assert row["question"] in QUESTIONS[kind]
+        expected = size_word(float(row["size"])) if kind == "size" else row[kind]
+        assert row["answer"] == expected
+        # The question names no factor value (its answer included): it only says what is asked.
+        assert not set(re.findall(r"[a-z]+", row["question"])) & factor_values, row["question"]
+    assert {row["question_type"] for row in rows} == set(QUESTION_TYPES)
+
+
+def test_question_templates_name_no_answer() -> None:
+    # Every template, not only those the 40 rows happen to draw.
+    factor_values = {*COLORS, *SHAPES, *PITCHES, *DIRECTIONS, "small", "medium", "large"}
+    for templates in QUESTIONS.values():
+        assert len(templates) >= 3
+        for question in templates:
+            assert not set(re.findall(r"[a-z]+", question)) & factor_values, question
+
+
+def test_spawn_keeps_the_first_children() -> None:
+    # The question stream is spawn(5)'s fifth child; the first four must be the old spawn(4).
+    for index in range(5):
+        four = np.random.default_rng([0, index]).spawn(4)
+        five = np.random.default_rng([0, index]).spawn(5)
+        for old, new in zip(four, five):
+            assert old.bit_generator.state == new.bit_generator.state

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -10,20 +9,12 @@ from typing import Any, Iterator
 import numpy as np
 
 
-class MediaError(Exception):
-    """A manifest cell cannot be turned into arrays; ``str(err)`` is a short human reason.
+from mmcli.cells import is_missing
+from mmcli.errors import BadValue
 
-    The data pipeline adds the row and column and decides to fail or skip the row.
-    """
-
-
-def is_missing(value: Any) -> bool:
-    """None, NaN and empty/whitespace strings mean "no value" in a manifest cell."""
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
+# A manifest cell that cannot be turned into arrays (the pipeline adds the row and column, then fails
+# or skips the row); one class with the target codecs' bad values, so one handler counts both.
+MediaError = BadValue
 
 
 def media_path(value: Any, base_dir: Path | str, kind: str) -> Path:

@@ -15,11 +15,11 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from mmcli.config import Settings
-from mmcli.data.processors.base import MediaError, config_from_spec, is_missing, require_fitted
-from mmcli.errors import DataError, RecipeError
+from mmcli.cells import is_missing
+from mmcli.data.processors.base import MediaError, config_from_spec, require_fitted
+from mmcli.errors import DataError
 from mmcli.registries import PROCESSORS
-
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # [PAD] must be id 0
+from mmcli.tokenization import SPECIAL_TOKENS, from_json, load_hf, train_tokenizer
 
 
 class TextConfig(Settings):
@@ -82,12 +82,14 @@ class TextProcessor:
 
     def fit(self, train: dict[str, Any]) -> None:
         if self.config.tokenizer == "hf":
-            self.tokenizer = _load_hf(self.config.tokenizer_path)  # type: ignore[arg-type]
+            self.tokenizer = load_hf(self.config.tokenizer_path)  # type: ignore[arg-type]
             return
         texts = [t for t in train[self.name] if isinstance(t, str) and t.strip()]
         if not texts:
             raise DataError(f"input '{self.name}': no training text to build a tokenizer from")
-        self.tokenizer = _train_vocabulary(texts, self.config)
+        cfg = self.config
+        self.tokenizer = train_tokenizer(texts, cfg.tokenizer, cfg.vocab_size, cfg.min_frequency, cfg.lowercase,
+                                         cfg.max_length)
 
     def transform(self, columns: dict[str, Any]) -> dict[str, Any]:
         require_fitted(self.tokenizer, self.name)
@@ -150,11 +152,9 @@ class TextProcessor:
     def load_spec(self, spec: dict[str, Any]) -> None:
         self.config = config_from_spec(TextConfig, spec)
         if self.config.tokenizer == "hf":
-            self.tokenizer = _load_hf(spec.get("tokenizer_path") or self.config.tokenizer_path)  # type: ignore[arg-type]
+            self.tokenizer = load_hf(spec.get("tokenizer_path") or self.config.tokenizer_path)  # type: ignore[arg-type]
         else:
-            from tokenizers import Tokenizer
-
-            self.tokenizer = _configure(Tokenizer.from_str(spec["tokenizer_json"]), self.config.max_length)
+            self.tokenizer = from_json(spec["tokenizer_json"], self.config.max_length)
 
     def _encode(self, texts: list[str]) -> list[tuple[list[int], list[int]]]:
         if not texts:
@@ -164,49 +164,3 @@ class TextProcessor:
             out = self.tokenizer(texts, truncation=True, max_length=self.config.max_length, add_special_tokens=True)
             return [(ids, [1] * len(ids)) for ids in out["input_ids"]]
         return [(e.ids, e.attention_mask) for e in self.tokenizer.encode_batch(texts)]
-
-
-def _train_vocabulary(texts: list[str], config: TextConfig) -> Any:
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
-    if config.tokenizer == "word":
-        # WordLevelTrainer orders ties by token, so the same texts always give the same ids.
-        tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-        trainer: Any = trainers.WordLevelTrainer(vocab_size=config.vocab_size, min_frequency=config.min_frequency,
-                                                 special_tokens=SPECIAL_TOKENS, show_progress=False)
-    else:
-        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tokenizer.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=config.vocab_size, min_frequency=config.min_frequency,
-                                            special_tokens=SPECIAL_TOKENS, show_progress=False)
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=config.lowercase)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    return _configure(tokenizer, config.max_length)
-
-
-def _configure(tokenizer: Any, max_length: int) -> Any:
-    """[CLS] ... [SEP], truncated and padded to max_length (also stored in the tokenizer JSON)."""
-    from tokenizers import processors
-
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
-    )
-    tokenizer.enable_truncation(max_length=max_length)
-    tokenizer.enable_padding(length=max_length, pad_id=0, pad_token="[PAD]")
-    return tokenizer
-
-
-def _load_hf(name: str) -> Any:
-    from mmcli.pretrained import resolve_model_path
-
-    path = resolve_model_path(name)  # 'pkg:DIST' -> the package's model directory (the spec keeps 'pkg:DIST')
-    if not Path(path).is_dir():
-        raise RecipeError(f"text tokenizer_path is not a directory: {path}", hint="point it at a saved Hugging Face tokenizer")
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise RecipeError(f"cannot load the tokenizer in {path}: {' '.join(str(err).split())[:200]}") from err

@@ -18,14 +18,25 @@ Generative story. Each row draws independent latent factors:
   ("the tint is crimson", "colour: scarlet, i think", "it looks emerald").
 - caption: a full description for captioning/retrieval, e.g.
   "a large red circle with a high tone moving left" (small < 0.5 <= medium < 0.7 <= large).
+- question / answer / question_type: one visual/audio question per row, its type drawn uniformly
+  from ``color`` (image; red/green/blue), ``shape`` (image; circle/square/triangle), ``size``
+  (image; small/medium/large, the caption's size word), ``pitch`` (audio; low/mid/high) and
+  ``direction`` (video; left/right/up/down), phrased by one of a few templates per type
+  (e.g. "what color is the shape?" -> "red"). A question never names its answer nor any other
+  factor's value, so it tells only which factor is asked about. Since the text names the color,
+  ``color`` questions are answerable from the text as well as from the image.
 
 Targets: ``shape``, ``color``, ``pitch``, ``direction`` (class names), ``size`` (regression,
 4 decimals) and ``scene`` = "{shape}-{pitch}" (9 classes), which needs fusion: the image gives
 only the shape and the audio only the pitch (either alone caps near 1/3 accuracy); video and
-text give neither. ``split`` is train 80% / validation 10% / test 10% by a seeded permutation.
+text give neither. ``answer`` (16 classes) needs the question plus the modality it asks about.
+``split`` is train 80% / validation 10% / test 10% by a seeded permutation.
 
 Determinism: row ``i`` uses ``np.random.default_rng([seed, i])`` (whatever the dataset size or
-worker count), and every writer is byte-stable (PNG via PIL, PCM WAV, mpeg4 with bitexact flags).
+worker count), with one child stream per modality (``rng.spawn(5)``: image, audio, video, text,
+then question; the first four are the children ``spawn(4)`` gave before the question columns
+existed, so adding them left every other column and media byte unchanged), and every writer is
+byte-stable (PNG via PIL, PCM WAV, mpeg4 with bitexact flags).
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -50,6 +61,7 @@ DIRECTIONS = ("left", "right", "up", "down")
 COLUMNS = (
     "id", "split", "text", "image", "audio", "video", "caption",
     "shape", "color", "size", "pitch", "direction", "scene",
+    "question", "answer", "question_type",
 )  # fmt: skip
 
 RGB = {"red": (0.85, 0.15, 0.15), "green": (0.15, 0.75, 0.2), "blue": (0.15, 0.25, 0.9)}
@@ -73,6 +85,22 @@ SUFFIXES = ("", "", "", " maybe", " i guess", "?", "!!")
 
 # Row streams are seeded [seed, row]; the split permutation uses an index that is never a row.
 _SPLIT_STREAM = 2**32 - 1
+
+# Question templates per type. None may name a value of any factor (so no "square", "large",
+# "high", "right" ...): the question only says which factor is asked about, never its answer.
+QUESTIONS = {
+    "color": ("what color is the shape?", "which colour is the object in the picture?",
+              "what is the color of the figure?"),
+    "shape": ("what shape is it?", "which shape is shown in the image?",
+              "what kind of figure is in the picture?"),
+    "size": ("how big is the shape?", "what size is the object in the picture?",
+             "how much of the image does the figure fill?"),
+    "pitch": ("what pitch is the tone?", "which pitch band is the sound in?",
+              "how would you describe the pitch of the tone?"),
+    "direction": ("which way does the white box move?", "in what direction is the block moving?",
+                  "where does the moving box go?"),
+}  # fmt: skip
+QUESTION_TYPES = tuple(QUESTIONS)
 
 
 @dataclass(frozen=True)
@@ -177,6 +205,15 @@ def caption(f: Factors) -> str:
     return f"a {size_word(f.size)} {f.color} {f.shape} with a {f.pitch} tone moving {f.direction}"
 
 
+def render_question(f: Factors, rng: np.random.Generator) -> tuple[str, str, str]:
+    """(question_type, question, answer): a uniformly drawn factor, asked by a random template."""
+    kind = QUESTION_TYPES[rng.integers(len(QUESTION_TYPES))]
+    question = QUESTIONS[kind][rng.integers(len(QUESTIONS[kind]))]
+    answers = {"color": f.color, "shape": f.shape, "size": size_word(f.size), "pitch": f.pitch,
+               "direction": f.direction}  # fmt: skip
+    return kind, question, answers[kind]
+
+
 def _write_png(path: Path, pixels: np.ndarray, grayscale: bool) -> None:
     from PIL import Image
 
@@ -210,7 +247,10 @@ def _make_row(job: tuple[str, int, int, str]) -> dict[str, Any]:
     out_dir, seed, index, split = job
     f, rng = draw_factors(seed, index)
     # One child stream per modality: changing how one is drawn leaves the others unchanged.
-    image_rng, audio_rng, video_rng, text_rng = rng.spawn(4)
+    # spawn(5)'s first four children are exactly spawn(4)'s, so the question stream (added later)
+    # left every earlier draw, and thus every existing column and media byte, unchanged.
+    image_rng, audio_rng, video_rng, text_rng, question_rng = rng.spawn(5)
+    question_type, question, answer = render_question(f, question_rng)
     name = f"{index:05d}"
     image, audio, video = f"images/{name}.png", f"audio/{name}.wav", f"video/{name}.mp4"
     root = Path(out_dir)
@@ -222,6 +262,7 @@ def _make_row(job: tuple[str, int, int, str]) -> dict[str, Any]:
         "image": image, "audio": audio, "video": video, "caption": caption(f),
         "shape": f.shape, "color": f.color, "size": f.size, "pitch": f.pitch,
         "direction": f.direction, "scene": f"{f.shape}-{f.pitch}",
+        "question": question, "answer": answer, "question_type": question_type,
     }  # fmt: skip
 
 
@@ -237,6 +278,36 @@ def assign_splits(size: int, seed: int) -> list[str]:
     return splits
 
 
+def map_rows(
+    make_row: Callable[[Any], dict[str, Any]], jobs: list[Any], num_workers: int
+) -> list[dict[str, Any]]:
+    """``[make_row(job) for job in jobs]``, in a pool of ``num_workers`` processes when above 1."""
+    if num_workers <= 1:
+        return [make_row(job) for job in jobs]
+    # fork on Linux: spawn would re-import the caller's __main__ in every worker (slow when it
+    # imports torch; an error in unguarded scripts). Workers only use numpy/PIL/soundfile/av,
+    # so no lock held by a parent thread (torch, rich) is touched after the fork.
+    method = "fork" if sys.platform == "linux" else "spawn"
+    from mmcli.interrupts import worker_defaults
+
+    with multiprocessing.get_context(method).Pool(num_workers, initializer=worker_defaults,
+                                                  initargs=(os.getpid(),)) as pool:
+        return pool.map(make_row, jobs, chunksize=max(1, len(jobs) // (num_workers * 8)))
+
+
+def write_manifest(out_dir: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> Path:
+    """Write ``out_dir/manifest.csv`` atomically and return its path."""
+    # The manifest is written last and atomically: if it exists, every file it names exists.
+    manifest = out_dir / "manifest.csv"
+    partial = out_dir / ".manifest.csv.partial"
+    with open(partial, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(partial, manifest)
+    return manifest
+
+
 @DATASETS.register("shapes", "colored shapes, tones and moving squares; 'scene' needs image+audio")
 def make_shapes(out_dir: Path, size: int, seed: int, num_workers: int) -> dict[str, Any]:
     if size < 10:
@@ -245,25 +316,7 @@ def make_shapes(out_dir: Path, size: int, seed: int, num_workers: int) -> dict[s
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
     splits = assign_splits(size, seed)
     jobs = [(str(out_dir), seed, i, splits[i]) for i in range(size)]
-    if num_workers > 1:
-        # fork on Linux: spawn would re-import the caller's __main__ in every worker (slow when it
-        # imports torch; an error in unguarded scripts). Workers only use numpy/PIL/soundfile/av,
-        # so no lock held by a parent thread (torch, rich) is touched after the fork.
-        method = "fork" if sys.platform == "linux" else "spawn"
-        from mmcli.interrupts import worker_defaults
-
-        with multiprocessing.get_context(method).Pool(num_workers, initializer=worker_defaults,
-                                                      initargs=(os.getpid(),)) as pool:
-            rows = pool.map(_make_row, jobs, chunksize=max(1, size // (num_workers * 8)))
-    else:
-        rows = [_make_row(job) for job in jobs]
-    # The manifest is written last and atomically: if it exists, every file it names exists.
-    manifest = out_dir / "manifest.csv"
-    partial = out_dir / ".manifest.csv.partial"
-    with open(partial, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(partial, manifest)
+    rows = map_rows(_make_row, jobs, num_workers)
+    manifest = write_manifest(out_dir, COLUMNS, rows)
     counts = {name: splits.count(name) for name in ("train", "validation", "test")}
     return {"rows": size, "manifest": str(manifest), "splits": counts}

@@ -8,14 +8,14 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
+from mmcli.models.encoders._width import EncoderSettings
 from mmcli.errors import RecipeError
 from mmcli.models.encoders._sequence import MaskedTransformer
 from mmcli.models.outputs import EncoderOutput, finish
 from mmcli.registries import ENCODERS
 
 
-class AudioTransformerConfig(Settings):
+class AudioTransformerConfig(EncoderSettings):
     type: Literal["transformer"] = "transformer"
     layers: int = Field(2, ge=1, description="Transformer encoder layers")
     heads: int = Field(4, ge=1, description="attention heads; must divide model.hidden_size")

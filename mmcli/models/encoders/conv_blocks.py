@@ -12,6 +12,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from mmcli.config import Settings
+from mmcli.models.encoders._width import EncoderSettings
 from mmcli.models.outputs import masked_mean, masked_softmax
 
 Norm = Literal["batch", "layer", "group", "none"]
@@ -35,7 +36,7 @@ class ConvBlockSettings(Settings):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
-class ReadoutSettings(Settings):
+class ReadoutSettings(EncoderSettings):
     """How the last map becomes the encoder's vector (mixed into an encoder's settings)."""
 
     pool: Literal["mean", "max", "attention", "flatten"] = Field(

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
+from mmcli.models.encoders._width import EncoderSettings
 from mmcli.errors import RecipeError
 from mmcli.pretrained import resolve_model_path
 from mmcli.models.outputs import EncoderOutput, finish, masked_mean
@@ -55,7 +55,7 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-class HFEncoderConfig(Settings):
+class HFEncoderConfig(EncoderSettings):
     model: str = Field(..., min_length=1, description=MODEL_HELP)
     freeze: bool = Field(True, description="keep the pretrained weights fixed (eval mode, no gradients)")
     local_files_only: bool | None = Field(None, description="never use the network (default: HF_HUB_OFFLINE)")

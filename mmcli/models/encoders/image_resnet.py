@@ -10,14 +10,14 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
+from mmcli.models.encoders._width import EncoderSettings
 from mmcli.errors import RecipeError
 from mmcli.models.encoders.image import PixelNormalize, run_on_rows
 from mmcli.models.outputs import EncoderOutput, finish, masked_mean
 from mmcli.registries import ENCODERS
 
 
-class ImageResNetConfig(Settings):
+class ImageResNetConfig(EncoderSettings):
     type: Literal["resnet"] = "resnet"
     arch: Literal["resnet18", "resnet34", "resnet50"] = Field("resnet18", description="torchvision ResNet depth")
     weights: str | None = Field(

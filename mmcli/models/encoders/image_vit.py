@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
+from mmcli.models.encoders._width import EncoderSettings
 from mmcli.errors import RecipeError
 from mmcli.models.encoders.image import PixelNormalize
 from mmcli.models.encoders._sequence import MaskedTransformer
@@ -18,7 +18,7 @@ from mmcli.models.outputs import EncoderOutput, finish
 from mmcli.registries import ENCODERS
 
 
-class ImageViTConfig(Settings):
+class ImageViTConfig(EncoderSettings):
     type: Literal["vit"] = "vit"
     patch_size: int = Field(4, ge=1, description="square patch side in pixels (images are zero-padded to a multiple)")
     layers: int = Field(2, ge=1, description="Transformer encoder layers")

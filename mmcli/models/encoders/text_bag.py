@@ -8,12 +8,12 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
+from mmcli.models.encoders._width import EncoderSettings
 from mmcli.models.outputs import EncoderOutput, finish, masked_mean
 from mmcli.registries import ENCODERS
 
 
-class TextEmbeddingBagConfig(Settings):
+class TextEmbeddingBagConfig(EncoderSettings):
     type: Literal["embedding_bag"] = "embedding_bag"
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the token embeddings")
 

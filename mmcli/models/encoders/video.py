@@ -8,14 +8,14 @@ import torch
 from pydantic import Field, ValidationError, field_validator
 from torch import Tensor, nn
 
-from mmcli.config import Settings
+from mmcli.models.encoders._width import EncoderSettings
 from mmcli.errors import RecipeError
 from mmcli.models.encoders.image import ConvNet, PixelNormalize, run_on_rows
 from mmcli.models.outputs import EncoderOutput, finish, masked_mean, masked_softmax
 from mmcli.registries import ENCODERS
 
 
-class VideoFramesConfig(Settings):
+class VideoFramesConfig(EncoderSettings):
     type: Literal["frames"] = "frames"
     channels: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1,
                                 description="per-frame CNN block channels")
@@ -33,7 +33,10 @@ class VideoFramesConfig(Settings):
     @field_validator("frame_encoder", mode="before")
     @classmethod
     def _frame_encoder(cls, value: Any) -> Any:
-        return None if value is None else image_encoder_config(value)
+        config = None if value is None else image_encoder_config(value)
+        if config is not None and config.width is not None:
+            raise ValueError("width: a frame network runs at the video encoder's width (set encoder.width instead)")
+        return config
 
 
 def image_encoder_config(value: Any) -> Any:

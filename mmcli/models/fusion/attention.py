@@ -6,11 +6,11 @@ from typing import Literal
 
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import nn
 
 from mmcli.config import Settings
 from mmcli.errors import RecipeError
-from mmcli.models.outputs import EncoderOutput
+from mmcli.models.outputs import EncoderOutput, FusionOutput
 from mmcli.registries import FUSIONS
 
 
@@ -30,7 +30,7 @@ class AttentionFusion(nn.Module):
     Args (forward):
         outputs: input name -> ``EncoderOutput`` (``pooled [B, D]``, ``mask [B, T]``).
     Returns:
-        ``[B, D]``.
+        ``FusionOutput`` with ``fused [B, D]``.
     """
 
     def __init__(self, config: AttentionFusionConfig, input_names: list[str], hidden_size: int) -> None:
@@ -43,11 +43,11 @@ class AttentionFusion(nn.Module):
         self.norm = nn.LayerNorm(hidden_size)
         self.attention = nn.MultiheadAttention(hidden_size, config.heads, dropout=config.dropout, batch_first=True)
 
-    def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput]) -> FusionOutput:
         keys = torch.stack([outputs[name].pooled for name in self.names], dim=1)  # [B, M, D]
         keys = self.norm(keys + self.modality.to(keys.dtype))
         present = torch.stack([outputs[name].present for name in self.names], dim=1)  # [B, M]
         padding = ~present & present.any(dim=1, keepdim=True)
         query = self.query.expand(keys.shape[0], -1, -1).to(keys.dtype)
         fused, _ = self.attention(query, keys, keys, key_padding_mask=padding, need_weights=False)
-        return fused.squeeze(1)
+        return FusionOutput(fused.squeeze(1))

@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import Field
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from mmcli.config import Settings
-from mmcli.models.outputs import EncoderOutput
+from mmcli.models.outputs import EncoderOutput, FusionOutput
 from mmcli.registries import FUSIONS
 
 
@@ -35,7 +35,7 @@ class ConcatFusion(nn.Module):
     Args (forward):
         outputs: input name -> ``EncoderOutput`` with ``pooled [B, D]``.
     Returns:
-        ``[B, D]``.
+        ``FusionOutput`` with ``fused [B, D]``.
     """
 
     def __init__(self, config: ConcatFusionConfig, input_names: list[str], hidden_size: int) -> None:
@@ -44,5 +44,5 @@ class ConcatFusion(nn.Module):
         self.proj = nn.Sequential(nn.Linear(len(self.names) * hidden_size, hidden_size), nn.GELU()) \
             if config.projection == "linear" else nn.Identity()
 
-    def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor:
-        return self.proj(torch.cat([outputs[name].pooled for name in self.names], dim=-1))
+    def forward(self, outputs: dict[str, EncoderOutput]) -> FusionOutput:
+        return FusionOutput(self.proj(torch.cat([outputs[name].pooled for name in self.names], dim=-1)))

@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from mmcli.config import Settings
-from mmcli.models.outputs import EncoderOutput, masked_softmax
+from mmcli.models.outputs import EncoderOutput, FusionOutput, masked_softmax
 from mmcli.registries import FUSIONS
 
 
@@ -34,7 +34,8 @@ class GatedFusion(nn.Module):
     Args (forward):
         outputs: input name -> ``EncoderOutput`` (``pooled [B, D]``, ``mask [B, T]``).
     Returns:
-        ``[B, D]``.
+        ``FusionOutput`` with ``fused [B, D]``; with ``per_task``, ``task_vectors`` (one ``[B, D]`` per task)
+        and their mean as ``fused``.
     """
 
     def __init__(self, config: GatedFusionConfig, input_names: list[str], hidden_size: int,
@@ -47,16 +48,16 @@ class GatedFusion(nn.Module):
         self.tasks = list(task_names or []) if config.per_task else []
         self.gate = nn.ModuleDict({t: nn.Linear(width, width) for t in self.tasks}) if self.tasks else nn.Linear(width, width)
 
-    def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor | dict[str, Tensor]:
-        """``[B, D]``, or with ``per_task`` one ``[B, D]`` per task."""
+    def forward(self, outputs: dict[str, EncoderOutput]) -> FusionOutput:
         pooled = [outputs[name].pooled for name in self.names]
         present = torch.stack([outputs[name].present for name in self.names], dim=1)  # [B, M]
         hidden = torch.stack([torch.tanh(t(x)) for t, x in zip(self.transforms, pooled)], dim=1)  # [B, M, D]
         # missing inputs are zeroed in the gate's evidence too, so a missing modality has no influence at all
         evidence = torch.cat([x * p.unsqueeze(-1).to(x.dtype) for x, p in zip(pooled, present.unbind(1))], dim=-1)
         if self.tasks:
-            return {t: self._mix(self.gate[t](evidence), hidden, present) for t in self.tasks}
-        return self._mix(self.gate(evidence), hidden, present)
+            vectors = {t: self._mix(self.gate[t](evidence), hidden, present) for t in self.tasks}
+            return FusionOutput(torch.stack(list(vectors.values())).mean(dim=0), task_vectors=vectors)
+        return FusionOutput(self._mix(self.gate(evidence), hidden, present))
 
     @staticmethod
     def _mix(logits: Tensor, hidden: Tensor, present: Tensor) -> Tensor:

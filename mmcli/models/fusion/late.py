@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from mmcli.config import Settings
-from mmcli.models.outputs import EncoderOutput
+from mmcli.models.outputs import EncoderOutput, FusionOutput, LateVectors
 from mmcli.registries import FUSIONS
 
 
@@ -21,9 +21,9 @@ class LateFusion(nn.Module):
     """Per-modality vectors ``v_m = GELU(W_m x_m)``; the model gives each modality its own task
     heads and averages their predictions (logits or values) over the modalities present in a row.
 
-    ``forward`` returns the presence-weighted mean of the ``v_m`` (``[B, D]``, the fusion
-    contract, used for embeddings); ``per_modality`` returns ``v [B, M, D]`` and the weights
-    ``[B, M]`` the model combines predictions with. Missing modalities get weight 0.
+    ``forward`` returns the per-input vectors ``v [B, M, D]`` and the weights ``[B, M]`` the task heads
+    combine their predictions with (``late``), and their presence-weighted mean as the fused vector (used
+    for embeddings). Missing modalities get weight 0.
     """
 
     combines_predictions = True
@@ -38,6 +38,6 @@ class LateFusion(nn.Module):
         present = torch.stack([outputs[n].present for n in self.names], dim=1).to(vectors.dtype)  # [B, M]
         return vectors, present / present.sum(dim=1, keepdim=True).clamp(min=1.0)
 
-    def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput]) -> FusionOutput:
         vectors, weights = self.per_modality(outputs)
-        return (vectors * weights.unsqueeze(-1)).sum(dim=1)
+        return FusionOutput((vectors * weights.unsqueeze(-1)).sum(dim=1), late=LateVectors(list(self.names), vectors, weights))

@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from mmcli.config import Settings
-from mmcli.models.outputs import EncoderOutput
+from mmcli.models.outputs import EncoderOutput, FusionOutput
 from mmcli.registries import FUSIONS
 
 
@@ -34,7 +34,7 @@ class LowRankTensorFusion(nn.Module):
     Args (forward):
         outputs: input name -> ``EncoderOutput`` (``pooled [B, D]``, ``mask [B, T]``).
     Returns:
-        ``[B, D]``.
+        ``FusionOutput`` with ``fused [B, D]``.
     """
 
     def __init__(self, config: LowRankTensorFusionConfig, input_names: list[str], hidden_size: int) -> None:
@@ -59,8 +59,8 @@ class LowRankTensorFusion(nn.Module):
             result.append(torch.einsum("bi,rio->bro", x, factor.to(x.dtype)))
         return result
 
-    def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput]) -> FusionOutput:
         product = None
         for term in self.factor_outputs(outputs):
             product = term if product is None else product * term  # [B, R, D]
-        return product.sum(dim=1) + self.bias.to(product.dtype)  # type: ignore[union-attr]
+        return FusionOutput(product.sum(dim=1) + self.bias.to(product.dtype))  # type: ignore[union-attr]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from torch import Tensor, nn
+from torch import nn
 
 from mmcli.config import Settings
-from mmcli.models.outputs import EncoderOutput
+from mmcli.models.outputs import EncoderOutput, FusionOutput
 from mmcli.registries import FUSIONS
 
 
@@ -27,7 +27,7 @@ class SumFusion(nn.Module):
     Args (forward):
         outputs: input name -> ``EncoderOutput`` (``pooled [B, D]``, ``mask [B, T]``).
     Returns:
-        ``[B, D]``.
+        ``FusionOutput`` with ``fused [B, D]``.
     """
 
     def __init__(self, config: SumFusionConfig, input_names: list[str], hidden_size: int) -> None:
@@ -36,11 +36,11 @@ class SumFusion(nn.Module):
         self.projections = nn.ModuleList(nn.Linear(hidden_size, hidden_size) for _ in self.names)
         self.activation = nn.GELU()
 
-    def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput]) -> FusionOutput:
         total = None
         for name, projection in zip(self.names, self.projections):
             out = outputs[name]
             # where, not multiply: a missing row contributes exactly zero whatever its vector holds
             term = projection(out.pooled).masked_fill(~out.present.unsqueeze(-1), 0.0)  # [B, D]
             total = term if total is None else total + term
-        return self.activation(total)
+        return FusionOutput(self.activation(total))

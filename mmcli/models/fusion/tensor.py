@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from mmcli.config import Settings
 from mmcli.errors import RecipeError
-from mmcli.models.outputs import EncoderOutput
+from mmcli.models.outputs import EncoderOutput, FusionOutput
 from mmcli.registries import FUSIONS
 
 
@@ -39,7 +39,7 @@ class TensorFusion(nn.Module):
     Args (forward):
         outputs: input name -> ``EncoderOutput`` (``pooled [B, D]``, ``mask [B, T]``).
     Returns:
-        ``[B, D]``.
+        ``FusionOutput`` with ``fused [B, D]``.
     """
 
     def __init__(self, config: TensorFusionConfig, input_names: list[str], hidden_size: int) -> None:
@@ -67,6 +67,6 @@ class TensorFusion(nn.Module):
             product = z if product is None else torch.einsum("bi,bj->bij", product, z).flatten(1)
         return product  # type: ignore[return-value]
 
-    def forward(self, outputs: dict[str, EncoderOutput]) -> Tensor:
-        return self.output(self.features(outputs))
+    def forward(self, outputs: dict[str, EncoderOutput]) -> FusionOutput:
+        return FusionOutput(self.output(self.features(outputs)))
 

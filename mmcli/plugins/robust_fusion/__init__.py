@@ -19,6 +19,7 @@ from mmcli.plugins.robust_fusion.corruption_gate import (CorruptedCopies, Corrup
 from mmcli.plugins.robust_fusion.corruption_gate import NAME as GATE
 from mmcli.plugins.robust_fusion.missing_fallback import NAME as FALLBACK
 from mmcli.plugins.robust_fusion.missing_fallback import MissingFallback, MissingFallbackSettings
+from mmcli.plugins.robust_fusion.task_protocol import has_robust_task_type, robust_tasks
 from mmcli.plugins.robust_fusion.unimodal import UnimodalObjective
 from mmcli.registries import PLUGINS
 
@@ -40,12 +41,21 @@ class RobustFusion(Plugin):
             "and answer from it (default: off)"))),
     }
 
+    def check(self, recipe: Any) -> None:
+        model = recipe.model
+        asked = [key for key, on in (("unimodal_loss", model.unimodal_loss > 0),
+                                     ("corruption_gate", model.corruption_gate is not None),
+                                     ("missing_fallback", model.missing_fallback is not None)) if on]
+        if asked and not has_robust_task_type(recipe):
+            raise ValueError(f"model.{asked[0]}: needs a task with single-input heads, priors and per-row losses "
+                             f"(classification or regression); this recipe's tasks have none")
+
     def objectives(self, recipe: Any, context: Callable[[str], Any]) -> dict[str, Any]:
         # built after every other objective: recipes without these keep their seeded initialisation
         model, added = recipe.model, {}
         if model.unimodal_loss > 0:
             built = context("unimodal")
-            added["unimodal"] = UnimodalObjective(model.unimodal_loss, built.tasks, list(recipe.inputs))
+            added["unimodal"] = UnimodalObjective(model.unimodal_loss, robust_tasks(built.tasks), list(recipe.inputs))
         if model.corruption_gate is not None:
             added[GATE] = CorruptionDetector(list(recipe.inputs), recipe.model.hidden_size,
                                              margin=model.corruption_gate.margin)
@@ -56,7 +66,7 @@ class RobustFusion(Plugin):
         if model.corruption_gate is not None:
             added[GATE] = CorruptionGate()
         if model.missing_fallback is not None:
-            tasks = {name: objective for name, objective in objectives.items() if objective.supervised}
+            tasks = robust_tasks({name: objective for name, objective in objectives.items() if objective.supervised})
             added[FALLBACK] = MissingFallback(list(recipe.inputs), tasks, confidence=model.missing_fallback.confidence,
                                               complete_rows=model.missing_fallback.complete_rows)  # buffers only
         return added

@@ -13,6 +13,7 @@ from mmcli.errors import RecipeError
 from mmcli.evaluation.robustness import without
 from mmcli.inference.predictor import Inference, run_inference
 from mmcli.plugins.robust_fusion.missing_fallback import MODEL, NAME
+from mmcli.plugins.robust_fusion.task_protocol import robust_tasks
 from mmcli.plugins.robust_fusion.unimodal import NAME as UNIMODAL
 from mmcli.runs import BEST_CHECKPOINT, atomic_write_json
 from mmcli.training.callbacks.base import Callback
@@ -75,7 +76,7 @@ def calibrate_missing_fallback(model: Any, train_tensors: dict[str, torch.Tensor
     unimodal = model.objectives[UNIMODAL] if UNIMODAL in model.objectives else None
     fallback.source.fill_(MODEL)  # measure the model itself
     fallback.when_complete.fill_(MODEL)
-    priors = {task: objective.prior(train_tensors[task]) for task, objective in model.tasks.items()}
+    priors = {task: objective.prior(train_tensors[task]) for task, objective in robust_tasks(model.tasks).items()}
     fallback.set(priors, {})
     z = NormalDist().inv_cdf(fallback.confidence)
     sources: dict[tuple[str | None, str], str] = {}
@@ -83,7 +84,7 @@ def calibrate_missing_fallback(model: Any, train_tensors: dict[str, torch.Tensor
     for name in model.encoders:
         evaluated = run_inference(model, without(validation, name), batch_size, device, keep=("pooled",))
         report["inputs"][name] = {}
-        for task, objective in model.tasks.items():
+        for task, objective in robust_tasks(model.tasks).items():
             target = validation[task]
             labelled = objective.labelled(target)
             model_loss = objective.row_loss(evaluated.predictions[task], target)[labelled]
@@ -105,7 +106,7 @@ def calibrate_missing_fallback(model: Any, train_tensors: dict[str, torch.Tensor
         complete = torch.stack([validation[f"{name}_mask"].reshape(rows, -1).any(dim=1)
                                 for name in model.encoders]).all(dim=0)
         report["complete"] = {}
-        for task, objective in model.tasks.items():
+        for task, objective in robust_tasks(model.tasks).items():
             target = validation[task]
             labelled = objective.labelled(target) & complete
             model_loss = objective.row_loss(evaluated.predictions[task], target)[labelled]

@@ -45,6 +45,7 @@ from mmcli.data.corruption import corrupt_rows
 from mmcli.inference.wrappers import InferenceWrapper
 from mmcli.models.outputs import EncoderOutput, finish
 from mmcli.objectives.base import Objective
+from mmcli.plugins.robust_fusion.task_protocol import robust_tasks
 from mmcli.training.callbacks.base import Callback
 
 NAME = "corruption_gate"
@@ -128,9 +129,10 @@ def row_losses(model: Any, encoded: dict[str, EncoderOutput], batch: dict[str, T
     as at inference (evaluation mode, no gradient)."""
     with evaluation_mode(model):
         rep = model.backbone.fuse(encoded)
-        predictions = {name: task.predict(rep) for name, task in model.tasks.items()}
+        tasks = robust_tasks(model.tasks)
+        predictions = {name: task.predict(rep) for name, task in tasks.items()}
     return sum(task.weight * task.row_loss(predictions[name], batch[name].index_select(0, rows))
-               for name, task in model.tasks.items())
+               for name, task in tasks.items())
 
 
 class CorruptionGate(InferenceWrapper):

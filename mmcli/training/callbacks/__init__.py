@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmcli.registries import active_plugins
 from mmcli.training.callbacks.base import Callback
 
 
 def default_callbacks(recipe: Any, preprocessing: dict | None) -> list[Callback]:
     """The callbacks a recipe's training runs with: checkpoints and progress, the batch transforms its
     ``training`` keys ask for, and every plug-in's."""
-    from mmcli.plugins import active_plugins
     from mmcli.training.callbacks.checkpointing import Checkpointing
     from mmcli.training.callbacks.freeze_encoders import FreezeEncoders
     from mmcli.training.callbacks.modality_dropout import ModalityDropout
