@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
+from mmcli.settings import Settings
 
 if TYPE_CHECKING:
     from mmcli.models.representation import Representation

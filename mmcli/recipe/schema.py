@@ -14,11 +14,14 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, create_model, model_validator
 
-from mmcli.config import Settings
-from mmcli import registry
+from mmcli import registries
+from mmcli.errors import RecipeError
 from mmcli.models.backbone import SharedSpaceSettings
+from mmcli.recipe.stages import pretraining_recipe
 from mmcli.registries import (ATTENTIONS, DEFAULT_ENCODER, ENCODERS, FUSIONS, LOSS_WEIGHTINGS, MODALITIES, OBJECTIVES,
                               PLUGINS, PROCESSORS)
+from mmcli.settings import Settings
+from mmcli.weighting import COMBINED_LOSS
 
 
 class DataSettings(Settings):
@@ -44,9 +47,6 @@ class DataSettings(Settings):
         if any(r < 0 for r in self.split_ratios.values()) or abs(sum(self.split_ratios.values()) - 1) > 1e-6:
             raise ValueError("split_ratios must be non-negative and sum to 1")
         return self
-
-
-COMBINED_LOSS = "loss"  # training.monitor value: the weighted validation loss of the objectives
 
 
 class TrainingSettingsBase(Settings):
@@ -175,7 +175,7 @@ def recipe_model() -> type:
     PROCESSORS.names()
     for registered in (OBJECTIVES, LOSS_WEIGHTINGS, PLUGINS, FUSIONS, ATTENTIONS):
         registered.names()
-    return _recipe_model(registry.generation)
+    return _recipe_model(registries.generation)
 
 
 @functools.cache
@@ -254,14 +254,11 @@ def _recipe_model(generation: int) -> type:
             if cfg.modality == "text" and cfg.preprocessing.tokenizer != "hf":
                 raise ValueError(f"inputs.{name}.share_encoder: text inputs share an encoder only with one "
                                  "vocabulary (preprocessing.tokenizer: hf, the same tokenizer_path)")
-        for name, cfg in recipe.objectives.items():
+        for name, cfg in [*recipe.tasks.items(), *recipe.objectives.items()]:
             cfg.check(recipe, name)
         for plugin in plugins:
             plugin.check(recipe)
         if recipe.pretrain is not None:
-            from mmcli.errors import RecipeError
-            from mmcli.recipe.stages import pretraining_recipe
-
             try:
                 pretraining_recipe(recipe)
             except RecipeError as error:

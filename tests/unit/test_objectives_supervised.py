@@ -6,22 +6,31 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 
 from mmcli.models.outputs import FusionOutput
 from mmcli.models.representation import Representation
+from mmcli.objectives._supervised import HeadTask
 from mmcli.objectives.base import BuildContext
 from mmcli.registries import OBJECTIVES
 
 B, D = 4, 16
-TASKS = [name for name in OBJECTIVES.names() if OBJECTIVES.get(name).supervised]
+# every registered task type with a head on the fused vector (text generation has its own tests)
+TASKS = [name for name in OBJECTIVES.names() if issubclass(OBJECTIVES.get(name), HeadTask)]
+NAN = float("nan")
 # per task type: its preprocessing spec, a target batch whose row 1 has no label, and that missing value
 FIXTURES = {
     "classification": ({"classes": ["cat", "dog", "eel"]}, torch.tensor([0, -100, 2, 1]), -100),
-    "regression": ({"mean": 10.0, "std": 2.0}, torch.tensor([0.5, float("nan"), -1.0, 0.0]), float("nan")),
+    "regression": ({"mean": 10.0, "std": 2.0}, torch.tensor([0.5, NAN, -1.0, 0.0]), NAN),
+    "multilabel": ({"classes": ["beep", "flash", "hum"]},
+                   torch.tensor([[1.0, 0.0, 1.0], [NAN, NAN, NAN], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), NAN),
 }
+# per task type: manifest cells for its codec, the third one without a label
+CELLS = {"classification": ["cat", "dog", None, "cat"], "regression": [1.0, 3.0, None, 5.0],
+         "multilabel": ["beep;hum", "flash", None, "none"]}
 
 
 def config_class(name: str) -> type:
@@ -78,7 +87,8 @@ def test_decode_and_metric_inputs_are_plain_python(name: str) -> None:
     assert len(rows) == B and json.loads(json.dumps(rows)) == rows
     predictions, references = task.metric_inputs(pred, target)
     assert len(predictions) == len(references) == B - 1
-    assert all(isinstance(v, (int, float)) and not math.isnan(v) for v in predictions + references)
+    flat = [v for row in predictions + references for v in (row if isinstance(row, list) else [row])]
+    assert all(isinstance(v, (int, float)) and not math.isnan(v) for v in flat)
     assert isinstance(task.metrics, dict) and task.main_metric in task.metrics
     assert all(isinstance(greater, bool) for greater in task.metrics.values())
 
@@ -117,11 +127,12 @@ def test_config_validation(name: str) -> None:
 
 @pytest.mark.parametrize("name", TASKS)
 def test_target_codec_round_trips_through_its_spec(name: str) -> None:
-    values = {"classification": ["cat", "dog", None, "cat"], "regression": [1.0, 3.0, None, 5.0]}[name]
+    values = CELLS[name]
     codec = config_class(name)(column="y").target_codec().fit(values)
     encoded = codec.encode(values)
     assert encoded.dtype == codec.dtype and len(encoded) == len(values)
-    restored = config_class(name)(column="y").target_codec(codec.spec())
-    assert restored.encode(values).tolist() == pytest.approx(encoded.tolist(), nan_ok=True)
-    missing = encoded[2]
-    assert missing == codec.missing or (math.isnan(missing) and math.isnan(codec.missing))
+    restored = config_class(name)(column="y").target_codec(json.loads(json.dumps(codec.spec())))
+    torch.testing.assert_close(torch.as_tensor(restored.encode(values)), torch.as_tensor(encoded), equal_nan=True)
+    assert codec.labelled(encoded).tolist() == [True, True, False, True]
+    torch.testing.assert_close(torch.as_tensor(encoded[2]), torch.as_tensor(np.asarray(codec.missing, encoded.dtype)),
+                               equal_nan=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmcli.registries import active_plugins
+from mmcli.registries import OBJECTIVES, active_plugins
 from mmcli.training.callbacks.base import Callback
 
 
@@ -20,12 +20,15 @@ def default_callbacks(recipe: Any, preprocessing: dict | None) -> list[Callback]
     from mmcli.training.callbacks.precompute_frozen import PrecomputeFrozen
     from mmcli.training.callbacks.progress import Progress
     from mmcli.training.callbacks.run_log import RunLog
+    from mmcli.training.callbacks.task_calibration import TaskCalibration
     from mmcli.training.callbacks.trackers import Trackers
     from mmcli.training.callbacks.weighting_schedule import WeightingSchedule
 
     cfg = recipe.training
     callbacks: list[Callback] = [PrecomputeFrozen(), WeightingSchedule(), Checkpointing(), Progress(), RunLog(),
                                  ObjectiveSchedule()]
+    if any(callable(getattr(OBJECTIVES.get(task.type), "calibrate", None)) for task in recipe.tasks.values()):
+        callbacks.append(TaskCalibration())
     if cfg.trackers:
         callbacks.append(Trackers())
     if cfg.freeze_encoders:
