@@ -6,7 +6,8 @@ imported on first use so that ``import mmcli`` (and ``mmcli --help``) stays ligh
 
 from typing import Any
 
-__version__ = "0.2.0"
+from mmcli.version import __version__  # noqa: F401 (re-exported)
+
 _API = ("Predictor", "Recipe", "encode", "evaluate", "finetune", "predict", "pretrain", "preprocess", "run")
 
 

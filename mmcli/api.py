@@ -42,9 +42,9 @@ def _recipe(recipe: Any) -> Any:
 
 
 def preprocess(recipe: Any, num_proc: int = 1, force: bool = False) -> dict[str, Any]:
-    from mmcli.data.preprocess import preprocess as run_preprocess
+    from mmcli.workflows.preprocess import preprocess as run_preprocess
 
-    return run_preprocess(_recipe(recipe), num_proc=num_proc, force=force).summary()
+    return run_preprocess(_recipe(recipe), num_proc=num_proc, force=force)
 
 
 def finetune(recipe: Any, **options: Any) -> dict[str, Any]:

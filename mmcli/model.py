@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from mmcli.errors import RecipeError
 from mmcli.models.backbone import (Backbone, build_attention, build_encoders, build_fusion, build_shared, fused_size,
-                                   check_name, fusion_combines_predictions, shared_size)
+                                   check_name, fusion_combines_predictions, fusion_inputs, shared_size)
 from mmcli.objectives.base import BuildContext, Objective
 from mmcli.registries import LOSS_WEIGHTINGS, OBJECTIVES, active_plugins
 
@@ -60,7 +60,7 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
     hidden = recipe.model.hidden_size
     inputs = {name: cfg.modality for name, cfg in recipe.inputs.items()}
     specs = {name: preprocessing["inputs"][name]["spec"] for name in recipe.inputs}
-    late = tuple(recipe.inputs) if fusion_combines_predictions(recipe) else ()
+    late = tuple(fusion_inputs(recipe)) if fusion_combines_predictions(recipe) else ()
     size = shared_size(recipe)
     fused = fused_size(recipe)
     tasks: dict[str, Objective] = {}
@@ -79,7 +79,8 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
         tasks[name] = OBJECTIVES.build(cfg, context=context(name, preprocessing["tasks"][name]["spec"]))
     fusion = build_fusion(recipe)
     attention = build_attention(recipe)
-    backbone = Backbone(encoders, fusion, attention, dropout=recipe.model.dropout, shared=build_shared(recipe))
+    backbone = Backbone(encoders, fusion, attention, dropout=recipe.model.dropout, shared=build_shared(recipe),
+                        fusion_inputs=recipe.model.fusion_inputs)
     objectives: dict[str, Objective] = dict(tasks)
     for name, cfg in recipe.objectives.items():
         check_name("objective", name)

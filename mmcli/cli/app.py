@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from mmcli import __version__
+from mmcli.version import __version__
 from mmcli.cli import catalog_commands, run_commands, serve_commands, training_commands
 from mmcli.cli.options import examples
 from mmcli.cli.state import GLOBAL
@@ -39,7 +39,7 @@ def main_options(
 
 
 for command in (training_commands.preprocess, training_commands.pretrain, training_commands.finetune, run_commands.evaluate,
-                run_commands.predict, run_commands.encode, run_commands.report, serve_commands.serve,
+                run_commands.predict, run_commands.encode, run_commands.retrieve, run_commands.report, serve_commands.serve,
                 serve_commands.export, training_commands.run):
     app.command(epilog=command.epilog)(command)  # type: ignore[attr-defined]
 app.add_typer(catalog_commands.recipes_app, name="recipes")

@@ -15,24 +15,13 @@ datasets_app = typer.Typer(help="Built-in datasets the project generates itself.
                            rich_markup_mode="rich")
 
 
-def _recipe_files() -> list[Any]:
-    from mmcli.recipe.loader import builtin_recipes_dir
-
-    folder = builtin_recipes_dir()
-    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
-
-
 @recipes_app.command("ls", epilog=examples("mmcli recipes ls", "mmcli recipes ls --json"))
 def recipes_ls(json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False) -> None:
     """List the built-in recipes."""
-    import yaml
-
     def work() -> dict[str, Any]:
-        rows = []
-        for path in _recipe_files():
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            rows.append({"name": path.stem, "path": str(path), "description": str(data.get("description", "")).strip()})
-        return {"recipes": rows}
+        from mmcli.workflows.catalog import list_recipes
+
+        return {"recipes": list_recipes()}
 
     def render(result: dict[str, Any]) -> None:
         from rich.table import Table
@@ -52,10 +41,9 @@ def recipes_cat(name: Annotated[str, typer.Argument(help="Built-in recipe name o
                 json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False) -> None:
     """Print a recipe."""
     def work() -> dict[str, Any]:
-        from mmcli.recipe.loader import resolve_recipe_path
+        from mmcli.workflows.catalog import recipe_text
 
-        path = resolve_recipe_path(name)
-        return {"path": str(path), "text": path.read_text(encoding="utf-8")}
+        return recipe_text(name)
 
     execute(mode(json_output, quiet, debug), work, lambda r: typer.echo(r["text"], nl=False))
 
@@ -66,20 +54,9 @@ def recipes_cp(name: Annotated[str, typer.Argument(help="Built-in recipe name.")
                json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False) -> None:
     """Copy a built-in recipe to edit it."""
     def work() -> dict[str, Any]:
-        from pathlib import Path
+        from mmcli.workflows.catalog import copy_recipe
 
-        from mmcli.errors import MmcliError
-        from mmcli.recipe.loader import resolve_recipe_path
-        from mmcli.runs import atomic_write_text
-
-        source = resolve_recipe_path(name)
-        target = Path(dest)
-        if target.is_dir():
-            target = target / source.name
-        if target.exists():
-            raise MmcliError(f"{target}: already exists", hint="choose another destination or delete it")
-        atomic_write_text(target, source.read_text(encoding="utf-8"))
-        return {"source": str(source), "dest": str(target)}
+        return copy_recipe(name, dest)
 
     execute(mode(json_output, quiet, debug), work, lambda r: typer.echo(f"copied {r['source']} -> {r['dest']}"))
 
@@ -148,7 +125,7 @@ def recipes_show_model(file: Annotated[str, typer.Argument(help="Recipe file or 
 def datasets_ls(json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False) -> None:
     """List the built-in datasets."""
     def work() -> dict[str, Any]:
-        from mmcli.data.synthetic import list_datasets
+        from mmcli.workflows.catalog import list_datasets
 
         return {"datasets": list_datasets()}
 
@@ -172,11 +149,9 @@ def datasets_make(
 ) -> None:
     """Generate a built-in dataset: manifest plus media files, deterministically (refuses a folder of other files)."""
     def work() -> dict[str, Any]:
-        from pathlib import Path
+        from mmcli.workflows.catalog import make_dataset
 
-        from mmcli.data.synthetic import make_dataset
-
-        return make_dataset(name, Path(directory), size=size, seed=seed, num_workers=num_proc, force=force)
+        return make_dataset(name, directory, size=size, seed=seed, num_proc=num_proc, force=force)
 
     execute(mode(json_output, quiet, debug), work,
             lambda r: typer.echo(f"wrote {r.get('rows')} rows to {r.get('manifest')} in {r.get('seconds', 0):.1f} s"))

@@ -29,9 +29,59 @@ def metrics_table(metrics: dict[str, Any], title: str = "metrics") -> Table:
         for task, values in tasks.items():
             if not isinstance(values, dict):
                 continue
-            for metric, value in values.items():
-                if metric != "count":
-                    table.add_row(split, task, metric, _fmt(value))
+            for metric, value in _flat(values):
+                table.add_row(split, task, metric, _fmt(value))
+    return table
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested metrics (per category, per class) as dotted names; counts left out."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        if key == "count":
+            continue
+        if isinstance(value, dict):
+            rows += _flat(value, f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
+def retrieval_table(scores: dict[str, Any]) -> Table:
+    """Per retrieval objective and direction ("image_to_caption"): recall@K, median rank, MRR, gallery size."""
+    table = Table(title="retrieval (identical texts count once)")
+    for column in ("objective", "direction", "metric", "value"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    for objective, metrics in scores.items():
+        directions = metrics.get("gallery", {})
+        for direction, size in directions.items():
+            suffix = f"_{direction}"
+            for metric, value in metrics.items():
+                if metric.endswith(suffix):
+                    table.add_row(objective, direction.replace("_to_", " -> "), metric[: -len(suffix)], _fmt(value))
+            table.add_row(objective, direction.replace("_to_", " -> "), "gallery items", str(size))
+    return table
+
+
+def zero_shot_table(result: dict[str, Any]) -> Table:
+    table = Table(title=f"zero-shot {result['column']} from '{result['prompt']}' ({result['input']}, "
+                        f"{result['count']} rows, chance {result['chance']:.3f})")
+    table.add_column("class")
+    table.add_column("accuracy", justify="right")
+    for label, value in result["per_class_accuracy"].items():
+        table.add_row(label, _fmt(value))
+    table.add_row("[bold]all[/]", f"[bold]{_fmt(result['accuracy'])}[/]")
+    return table
+
+
+def retrieval_results_table(result: dict[str, Any]) -> Table:
+    query = ", ".join(f"{k} {v!r}" for k, v in result["query"].items() if k != "input")
+    gallery = result["gallery"]
+    table = Table(title=f"query {query} -> {gallery['input']} ({gallery['items']} items, {gallery['from']})")
+    for column in ("rank", "score", "id", "item"):
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for row in result["results"]:
+        table.add_row(str(row["rank"]), f"{row['score']:.4f}", row["id"], row["source"])
     return table
 
 
@@ -108,4 +158,36 @@ def sweep_table(result: dict[str, Any]) -> Table:
         scores = [_fmt(row["metrics"].get(split, {}).get(task, {}).get(metric)) for task, metric in main.items()]
         table.add_row(row["variant"], *scores, f"{row['parameters']:,}", f"{row['train_seconds']:.0f}",
                       f"{row['peak_memory_mb']:.0f}" if row["peak_memory_mb"] else "-")
+    return table
+
+
+def answer_text(answer: Any) -> str:
+    """One task's decoded answer in a few words: a label with its probability, a value, a text, a set."""
+    if not isinstance(answer, dict):
+        return _fmt(answer)
+    if "label" in answer:
+        probability = answer.get("probabilities", {}).get(answer["label"])
+        return answer["label"] if probability is None else f"{answer['label']} ({probability:.2f})"
+    if "labels" in answer:
+        return ", ".join(answer["labels"]) or "(none)"
+    if "text" in answer:
+        return answer["text"]
+    if "value" in answer:
+        return f"{answer['value']:.4g}"
+    return str(answer)
+
+
+def predictions_table(result: dict[str, Any], limit: int = 20) -> Table:
+    """The first ``limit`` predicted rows: id, then each task's answer."""
+    tasks = result["tasks"]
+    table = Table(title=f"predicted {result['predicted']} of {result['rows']} rows"
+                        + (f" ({result['skipped']} skipped)" if result["skipped"] else ""))
+    table.add_column("id")
+    for task in tasks:
+        table.add_column(task)
+    for row in result["predictions"][:limit]:
+        if "error" in row:
+            table.add_row(str(row["id"]), f"[red]{row['error']}[/]", *[""] * (len(tasks) - 1))
+        else:
+            table.add_row(str(row["id"]), *[answer_text(row.get(task)) for task in tasks])
     return table

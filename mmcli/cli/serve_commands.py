@@ -14,12 +14,14 @@ def serve(
     run_dir: RunDirArg,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port (0: any free port, printed when ready).")] = 8000,
-    max_batch: Annotated[int, typer.Option("--max-batch", help="Rows from concurrent requests answered in one model call.")] = 32,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Rows from concurrent requests answered in one model call (the most one call takes).")] = 32,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests after its first.")] = 5.0,
     media_root: Annotated[Optional[str], typer.Option("--media-root", help="Also accept media as paths inside this folder.")] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest request body in MB; a larger one is answered 413.")] = 32.0,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
-    """Serve a trained run over HTTP: POST /predict (JSON or multipart), GET /health; Ctrl-C stops it."""
+    """Serve a trained run over HTTP: POST /predict (JSON or multipart), GET /health; Ctrl-C or SIGTERM
+    stops it within about two seconds (requests still waiting are answered 503)."""
     out = mode(json_output, quiet, debug)
 
     def ready(address: dict[str, Any]) -> None:
@@ -33,7 +35,7 @@ def serve(
     def work() -> dict[str, Any]:
         from mmcli.workflows.serve import serve_run
 
-        return serve_run(run_dir, host, port, max_batch, max_wait_ms, media_root, on_ready=ready)
+        return serve_run(run_dir, host, port, max_batch, max_wait_ms, media_root, on_ready=ready, max_upload_mb=max_upload_mb)
 
     execute(out, work, lambda r: typer.echo(f"served {r['served']['requests']} requests ({r['served']['rows']} rows) "
                                             f"in {r['served']['batches']} batches"))

@@ -1,9 +1,10 @@
 """preprocess, pretrain, finetune and run."""
 
-from __future__ import annotations
+# no `from __future__ import annotations`: the training commands' options are built in a function,
+# and Typer reads their annotations as objects
 
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -49,9 +50,9 @@ def preprocess(
     out = mode(json_output, quiet, debug)
 
     def work() -> dict[str, Any]:
-        from mmcli.data.preprocess import preprocess as run_preprocess
+        from mmcli.workflows.preprocess import preprocess as run_preprocess
 
-        return run_preprocess(_load(recipe, overrides), num_proc=num_proc, force=force, quiet=not out.show_progress).summary()
+        return run_preprocess(_load(recipe, overrides), num_proc=num_proc, force=force, quiet=not out.show_progress)
 
     def render(result: dict[str, Any]) -> None:
         from mmcli.cli.render import console, preprocess_lines
@@ -68,52 +69,56 @@ preprocess.epilog = examples(  # type: ignore[attr-defined]
 )
 
 
-def finetune(
-    recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
-    run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME from the recipe).")] = None,
-    resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
-    json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
-) -> None:
-    """Train the recipe's model (preprocessing first if needed); keep the best checkpoint and metrics."""
-    out = mode(json_output, quiet, debug)
+def _finetune(recipe: Any, **options: Any) -> dict[str, Any]:
+    from mmcli.workflows.finetune import finetune as run_finetune
 
-    def work() -> dict[str, Any]:
-        from mmcli.workflows.finetune import finetune as run_finetune
+    return run_finetune(recipe, **options)
 
-        return run_finetune(_load(recipe, overrides), run_dir=run_dir, num_proc=num_proc,
+
+def _pretrain(recipe: Any, **options: Any) -> dict[str, Any]:
+    from mmcli.workflows.pretrain import pretrain as run_pretrain
+
+    return run_pretrain(recipe, **options)
+
+
+def _training_command(name: str, workflow: Callable[..., dict[str, Any]], summary: str, run_dir_help: str,
+                      *example_lines: str) -> Callable[..., None]:
+    """finetune and pretrain: the same arguments and output, each running its own workflow."""
+
+    def command(
+        recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
+        run_dir: Annotated[Optional[str], typer.Option("--run-dir", help=run_dir_help)] = None,
+        resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
+        json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
+    ) -> None:
+        out = mode(json_output, quiet, debug)
+
+        def work() -> dict[str, Any]:
+            return workflow(_load(recipe, overrides), run_dir=run_dir, num_proc=num_proc,
                             show_progress=out.show_progress, argv=sys.argv, resume=resume, overwrite=overwrite)
 
-    execute(out, work, _render_training)
+        execute(out, work, _render_training)
+
+    command.__name__ = command.__qualname__ = name  # Typer names the command after the function
+    command.__doc__ = summary
+    command.epilog = examples(*example_lines)  # type: ignore[attr-defined]
+    return command
 
 
-finetune.epilog = examples(  # type: ignore[attr-defined]
+finetune = _training_command(
+    "finetune", _finetune,
+    "Train the recipe's model (preprocessing first if needed); keep the best checkpoint and metrics.",
+    "Run directory (default: OUTPUT_DIR/NAME from the recipe).",
     "mmcli finetune recipes/quickstart.yaml",
     "mmcli finetune recipes/quickstart.yaml model.fusion.type=attention training.epochs=5",
     "mmcli finetune recipes/quickstart.yaml ~inputs.audio ~inputs.video --run-dir runs/no-av",
     "mmcli finetune recipes/quickstart.yaml training.checkpoint_every=100 --resume",
     "mmcli finetune recipes/pretrain-then-finetune.yaml init=runs/pretrain-then-finetune-pretrain training.freeze_encoders=always",
 )
-
-
-def pretrain(
-    recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
-    run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME-pretrain).")] = None,
-    resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
-    json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
-) -> None:
-    """Pretrain without labels: the recipe's 'pretrain' section (objectives such as contrastive), into NAME-pretrain."""
-    out = mode(json_output, quiet, debug)
-
-    def work() -> dict[str, Any]:
-        from mmcli.workflows.pretrain import pretrain as run_pretrain
-
-        return run_pretrain(_load(recipe, overrides), run_dir=run_dir, num_proc=num_proc,
-                            show_progress=out.show_progress, argv=sys.argv, resume=resume, overwrite=overwrite)
-
-    execute(out, work, _render_training)
-
-
-pretrain.epilog = examples(  # type: ignore[attr-defined]
+pretrain = _training_command(
+    "pretrain", _pretrain,
+    "Pretrain without labels: the recipe's 'pretrain' section (objectives such as contrastive), into NAME-pretrain.",
+    "Run directory (default: OUTPUT_DIR/NAME-pretrain).",
     "mmcli pretrain recipes/pretrain-then-finetune.yaml",
     "mmcli finetune recipes/pretrain-then-finetune.yaml init=runs/pretrain-then-finetune-pretrain",
     "mmcli pretrain recipes/contrastive.yaml training.epochs=5 --json",

@@ -61,7 +61,7 @@ def robustness_report(model: Any, recipe: Any, preprocessing: dict, tensors: dic
     noise level: ``{"missing": {name: share}, "noise": {name: [share per level]}}`` (name: an input for
     the corruption gate's drops, a task for the missing-input fallback's answers). ``advance(1)`` is
     called after each of the ``passes(recipe)`` passes over the split."""
-    from mmcli.evaluation.scoring import objective_metrics
+    from mmcli.inference.metrics import objective_metrics
     from mmcli.inference.predictor import run_inference
 
     device = next(model.parameters()).device

@@ -8,19 +8,8 @@ from typing import Any
 
 import torch
 
+from mmcli.inference.metrics import objective_metrics
 from mmcli.inference.predictor import Inference, run_inference
-
-
-def objective_metrics(model: Any, inference: Inference, tensors: dict[str, torch.Tensor]) -> dict[str, dict]:
-    """objective -> {metric: value, ...}: every supervised objective whose targets the split has, and
-    every other objective that reports metrics."""
-    metrics: dict[str, dict] = {}
-    for name, objective in model.objectives.items():
-        outputs = {"prediction": inference.predictions[name]} if objective.supervised else inference.outputs.get(name, {})
-        scored = objective.evaluate(outputs, tensors)
-        if scored:
-            metrics[name] = scored
-    return metrics
 
 
 def wrapper_summaries(model: Any, inference: Inference) -> dict[str, Any]:
@@ -49,15 +38,17 @@ def evaluate_splits(model: Any, recipe: Any, datasets: Any, splits: list[str],
 
 
 def confusion_plots(model: Any, inference: Inference, tensors: dict[str, torch.Tensor], split: str, folder: Path) -> list[Path]:
-    """``confusion-SPLIT-TASK.png`` for every task with classes whose labels the split has."""
+    """``confusion-SPLIT-TASK.png`` for every task with one class per row (``confusion_inputs``) whose labels
+    the split has."""
     from mmcli.evaluation.plots import confusion_matrix
 
     written = []
     for name, task in model.tasks.items():
-        classes = getattr(task, "classes", None)
-        if classes is None or name not in tensors or name not in inference.predictions:
+        if not callable(getattr(task, "confusion_inputs", None)) or name not in tensors \
+                or name not in inference.predictions:
             continue
-        predicted, true = task.metric_inputs(inference.predictions[name], tensors[name])
+        classes = task.classes
+        predicted, true = task.confusion_inputs(inference.predictions[name], tensors[name])
         if true:
             written.append(confusion_matrix(classes, predicted, true, f"{name} ({split} split)",
                                             folder / f"confusion-{split}-{name}.png"))

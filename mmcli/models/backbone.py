@@ -8,12 +8,12 @@ from typing import Any
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
 from mmcli.errors import RecipeError
 from mmcli.models.encoders._width import ToHidden
 from mmcli.models.outputs import EncoderOutput
 from mmcli.models.representation import Representation
 from mmcli.registries import ATTENTIONS, ENCODERS, FUSIONS
+from mmcli.settings import Settings
 
 
 PRECOMPUTED = "__precomputed"  # batch key suffix: an encoder's own precomputed outputs for the rows
@@ -32,9 +32,10 @@ class Backbone(nn.Module):
     """
 
     def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, attention: nn.Module | None = None,
-                 dropout: float = 0.1, shared: nn.ModuleDict | None = None) -> None:
+                 dropout: float = 0.1, shared: nn.ModuleDict | None = None, fusion_inputs: list[str] | None = None) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
+        self.fusion_inputs = list(fusion_inputs) if fusion_inputs else None  # None: every input
         self.attention = attention  # None: no parameters, no state-dict keys
         self.fusion = fusion
         self.dropout = nn.Dropout(dropout)
@@ -52,8 +53,9 @@ class Backbone(nn.Module):
         if self.shared is not None:
             shared = {name: self.shared[name if name in self.shared else "tied"](output.pooled)
                       for name, output in encoded.items()}
+        fused = attended if self.fusion_inputs is None else {name: attended[name] for name in self.fusion_inputs}
         return Representation(encoded=encoded, inputs=attended, shared=shared, dropout=self.dropout,
-                              fuse=lambda: self.fusion(attended))
+                              fuse=lambda: self.fusion(fused))
 
     def forward(self, batch: dict[str, Tensor]) -> Representation:
         return self.fuse(self.encode(batch))
@@ -103,8 +105,13 @@ def fusion_combines_predictions(recipe: Any) -> bool:
 
 def build_fusion(recipe: Any) -> nn.Module:
     per_task = {"task_names": list(recipe.tasks)} if getattr(recipe.model.fusion, "per_task", False) else {}
-    return FUSIONS.build(recipe.model.fusion, input_names=list(recipe.inputs), hidden_size=recipe.model.hidden_size,
+    return FUSIONS.build(recipe.model.fusion, input_names=fusion_inputs(recipe), hidden_size=recipe.model.hidden_size,
                          **per_task)
+
+
+def fusion_inputs(recipe: Any) -> list[str]:
+    """The inputs the fusion combines: ``model.fusion_inputs``, or every input (recipe order)."""
+    return list(recipe.model.fusion_inputs or recipe.inputs)
 
 
 def build_attention(recipe: Any) -> nn.Module | None:
@@ -116,7 +123,7 @@ def build_attention(recipe: Any) -> nn.Module | None:
 def fused_size(recipe: Any) -> int:
     """Width of the fused vector: model.hidden_size, unless the fusion says otherwise (concat without projection)."""
     width = getattr(recipe.model.fusion, "fused_size", None)
-    return width(len(recipe.inputs), recipe.model.hidden_size) if width else recipe.model.hidden_size
+    return width(len(fusion_inputs(recipe)), recipe.model.hidden_size) if width else recipe.model.hidden_size
 
 
 def shared_size(recipe: Any) -> int | None:

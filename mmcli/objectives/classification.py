@@ -161,3 +161,5 @@ class ClassificationObjective(HeadTask):
         """Predicted and true class indices (into ``classes``) of the labelled rows."""
         labelled = target != IGNORE_INDEX
         return prediction[labelled].argmax(dim=-1).cpu().tolist(), target[labelled].cpu().tolist()
+
+    confusion_inputs = metric_inputs  # one class per row: a confusion matrix shows the errors

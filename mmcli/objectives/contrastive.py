@@ -7,7 +7,8 @@ the rows that have both inputs, ``s = 1/temperature`` (learnable, at most ``1/mi
 (the same caption, the same item), whose similarities are pooled in the numerator instead of being
 pushed apart as false negatives (the multi-positive InfoNCE of supervised contrastive learning).
 Embeddings are the shared-space projections (``model.shared_space``) when the recipe has them, else
-the encoders' pooled vectors. Metrics: retrieval recall@K over a whole split, both directions.
+the encoders' pooled vectors. Metrics: retrieval recall@K, median rank and MRR over a whole split, both
+directions, with identical texts counted as one gallery entry (:mod:`mmcli.evaluation.retrieval`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class Contrastive(Objective):
     def __init__(self, config: ContrastiveConfig, context: BuildContext) -> None:
         super().__init__(context.name, config.weight)
         self.first, self.second = config.inputs
+        self.text_inputs = {name for name, modality in context.inputs.items() if modality == "text"}
         self.gather, self.recall_at = config.gather, sorted(config.recall_at)
         self.grouped = config.group_column is not None
         self.max_log_scale = math.log(1 / config.min_temperature)
@@ -102,13 +104,26 @@ class Contrastive(Objective):
         self.fused_projection = nn.Linear(context.fused_width, context.shared_size) \
             if FUSED in config.inputs and context.shared_size else None
         directions = (f"{self.first}_to_{self.second}", f"{self.second}_to_{self.first}")
-        self.metrics = {f"recall@{k}{suffix}": True for k in self.recall_at for suffix in ("", *(f"_{d}" for d in directions))}
+        self.metrics = {f"{metric}{suffix}": metric != "median_rank"
+                        for metric in (*(f"recall@{k}" for k in self.recall_at), "median_rank", "mrr")
+                        for suffix in ("", *(f"_{d}" for d in directions))}
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """The two inputs this objective aligns (``fused``: the fused vector)."""
+        return self.first, self.second
 
     def _embedding(self, rep: Any, name: str) -> tuple[Tensor, Tensor]:
         vector, present = rep.embedding(name)
         if name == FUSED and self.fused_projection is not None:
             vector = self.fused_projection(vector)
         return vector, present
+
+    def embed(self, rep: Any, name: str) -> tuple[Tensor, Tensor]:
+        """``(normalised [B, P] embeddings, present [B])`` of input ``name`` in this objective's space: what
+        retrieval and zero-shot classification compare."""
+        vector, present = self._embedding(rep, name)
+        return F.normalize(vector.float(), dim=-1), present
 
     def scale(self) -> Tensor:
         return self.log_scale.clamp(max=self.max_log_scale).exp()
@@ -148,31 +163,31 @@ class Contrastive(Objective):
                 "valid": (present_a & present_b).float()}
 
     def evaluate(self, outputs: dict[str, Tensor], tensors: dict[str, Tensor]) -> dict[str, Any]:
+        from mmcli.evaluation.retrieval import content_keys, retrieval_metrics
+
         if not outputs:
             return {}
         valid = outputs["valid"].bool()
+        if not bool(valid.any()):
+            return {}
         a, b = outputs["a"][valid], outputs["b"][valid]
+        rows = torch.arange(len(a))
         if self.grouped and group_key(self.name) in tensors:
             groups = tensors[group_key(self.name)][valid]
-            groups = torch.where(groups >= 0, groups, -2 - torch.arange(len(groups)))
+            groups = torch.where(groups >= 0, groups, -2 - rows)
         else:
-            groups = torch.arange(len(a))
-        if not len(a):
-            return {}
-        similarity = a @ b.T
-        forward, backward = recall_at_k(similarity, groups, self.recall_at), recall_at_k(similarity.T, groups, self.recall_at)
+            groups = rows
+        # identical texts are one gallery entry and one query; other inputs' rows are each their own
+        keys = {name: content_keys(tensors[name][valid]) if name in self.text_inputs and name in tensors else rows
+                for name in (self.first, self.second)}
         names = (f"{self.first}_to_{self.second}", f"{self.second}_to_{self.first}")
+        forward = retrieval_metrics(a, b, keys[self.first], keys[self.second], groups, self.recall_at)
+        backward = retrieval_metrics(b, a, keys[self.second], keys[self.first], groups, self.recall_at)
         metrics: dict[str, Any] = {}
-        for k in self.recall_at:
-            metrics[f"recall@{k}"] = (forward[k] + backward[k]) / 2
-            metrics[f"recall@{k}_{names[0]}"], metrics[f"recall@{k}_{names[1]}"] = forward[k], backward[k]
+        for metric in (*(f"recall@{k}" for k in self.recall_at), "median_rank", "mrr"):
+            metrics[metric] = (forward[metric] + backward[metric]) / 2
+            metrics[f"{metric}_{names[0]}"], metrics[f"{metric}_{names[1]}"] = forward[metric], backward[metric]
         metrics["temperature"] = float(1 / self.scale().detach())
         metrics["count"] = len(a)
+        metrics["gallery"] = {names[0]: forward["gallery"], names[1]: backward["gallery"]}
         return metrics
-
-
-def recall_at_k(similarity: Tensor, groups: Tensor, ks: list[int]) -> dict[int, float]:
-    """Share of queries (rows of ``similarity [Q, N]``) with a positive (same group) among their top K."""
-    top = similarity.topk(min(max(ks), similarity.shape[1]), dim=1).indices  # [Q, K]
-    hit = groups[top] == groups.unsqueeze(1)
-    return {k: float(hit[:, :k].any(dim=1).float().mean()) for k in ks}

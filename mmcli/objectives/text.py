@@ -13,7 +13,6 @@ from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
 from mmcli.cells import is_missing
-from mmcli.settings import Settings
 from mmcli.errors import BadValue, DataError
 from mmcli.objectives._supervised import SupervisedObjective, SupervisedSettings
 from mmcli.objectives.base import BuildContext, check_inputs
@@ -221,11 +220,17 @@ class TextTask(SupervisedObjective):
     def predict(self, rep: Any, batch: dict[str, Tensor] | None = None, **decoding: Any) -> Tensor:
         settings = self.settings(**decoding)
         if not settings.do_sample:
-            return self.decoder.generate(rep, batch, settings)
+            return self._ended(self.decoder.generate(rep, batch, settings))
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):  # reproducible draws that leave training's RNG alone
             torch.manual_seed(settings.seed)
-            return self.decoder.generate(rep, batch, settings)
+            return self._ended(self.decoder.generate(rep, batch, settings))
+
+    def _ended(self, ids: Tensor) -> Tensor:
+        """Padding after each answer's first end token (beam search may fill finished answers otherwise)."""
+        end = ids == self.codec.eos_id
+        after = (end.long().cumsum(dim=1) - end.long()) > 0
+        return ids.masked_fill(after, self.codec.pad_id)
 
     def collate(self, chunks: list[Tensor]) -> Tensor:
         """Answers of different lengths -> one ``[N, L]`` tensor padded with the pad id."""

@@ -196,6 +196,9 @@ def _recipe_model(generation: int) -> type:
         dropout=(float, Field(0.1, ge=0, lt=1, description="dropout on the fused vector, before the task heads "
                                                           "(each head also has its own, tasks.NAME.dropout: two in a row; set one to 0 for a single one)")),
         fusion=(fusion, Field(default_factory=lambda: {"type": "concat"}, validate_default=True)),
+        fusion_inputs=(Union[list[str], None], Field(None, min_length=1, description="the inputs the fusion combines "
+                                                     "(default: every input); e.g. leave out a caption that a "
+                                                     "contrastive objective aligns with the fused media")),
         attention=(
             Union[_tagged_union(ATTENTIONS.configs(), "type"), None],
             Field(None, description="cross-modal attention block applied to the encoder outputs before fusion "
@@ -254,6 +257,9 @@ def _recipe_model(generation: int) -> type:
             if cfg.modality == "text" and cfg.preprocessing.tokenizer != "hf":
                 raise ValueError(f"inputs.{name}.share_encoder: text inputs share an encoder only with one "
                                  "vocabulary (preprocessing.tokenizer: hf, the same tokenizer_path)")
+        for name in recipe.model.fusion_inputs or []:
+            if name not in recipe.inputs:
+                raise ValueError(f"model.fusion_inputs: unknown input '{name}' (known: {', '.join(recipe.inputs)})")
         for name, cfg in [*recipe.tasks.items(), *recipe.objectives.items()]:
             cfg.check(recipe, name)
         for plugin in plugins:

@@ -7,7 +7,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from mmcli.errors import RecipeError
+from mmcli.recipe.validation import explain
 
 PRETRAIN_SUFFIX = "-pretrain"
 
@@ -30,9 +33,8 @@ def pretraining_recipe(recipe: Any) -> Any:
     """The recipe ``mmcli pretrain`` trains: the ``pretrain`` section over the recipe, without tasks,
     expected metrics of the fine-tuning stage, sweeps or ``init``, on every train row (unless the
     section sets ``data.train_fraction``), named ``NAME-pretrain``. A recipe without a ``pretrain``
-    section but with objectives and no tasks is its own pretraining stage."""
-    from mmcli.recipe.loader import validate_recipe
-
+    section but with objectives and no tasks is its own pretraining stage. The stage is validated by
+    the recipe's own model (so the schema, which checks a recipe's stage, needs no loader)."""
     if recipe.pretrain is None:
         if recipe.tasks or not recipe.objectives:
             raise RecipeError("pretrain: the recipe has no 'pretrain' section",
@@ -45,7 +47,10 @@ def pretraining_recipe(recipe: Any) -> Any:
     stage = overlay(base, recipe.pretrain)
     if stage.get("tasks"):
         raise RecipeError("pretrain.tasks: the pretraining stage trains without labels", hint="use pretrain.objectives")
-    return validate_recipe(stage)
+    try:
+        return type(recipe).model_validate(stage)
+    except ValidationError as error:
+        raise explain(error, stage) from error
 
 
 def finetuning_recipe(recipe: Any, pretrained_run: str) -> Any:

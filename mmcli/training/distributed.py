@@ -4,7 +4,6 @@ each of N processes takes batch_size / N rows of every step's batch."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -16,11 +15,6 @@ def _wants_cpu(recipe: Any) -> bool:
     if recipe.training.device == "cuda" and not torch.cuda.is_available():
         raise DataError("training.device: cuda was asked for but no GPU is visible", hint="use training.device=auto")
     return recipe.training.device == "cpu" or not torch.cuda.is_available()
-
-
-def launched_processes() -> int:
-    """How many processes a launcher started (1 when run directly)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def process_state(recipe: Any) -> Any:

@@ -12,7 +12,7 @@ import torch
 
 from mmcli.errors import RecipeError
 from mmcli.runs import BEST_CHECKPOINT, PREPROCESSING_FILE, read_json
-from mmcli.training.checkpoint import read_state
+from mmcli.training.checkpoints import read_state
 
 BACKBONE = "backbone."
 ENCODERS = "backbone.encoders."

@@ -1,9 +1,9 @@
 """The optimiser and the learning-rate schedule a recipe's ``training`` section names.
 
-Every schedule is a ``LambdaLR`` over optimizer steps: a linear warm-up over ``warmup_ratio`` of the
-steps, then its shape. ``cosine`` is transformers' cosine-with-warm-up (the default, unchanged);
-the others are a :class:`ScheduleShape`, whose settings and plateau state are in the scheduler's
-``state_dict`` (LambdaLR saves a callable object's attributes), so resume continues them exactly.
+Every schedule starts with a linear warm-up over ``warmup_ratio`` of the optimizer steps and is built
+from the libraries' own schedulers: transformers' ``cosine``, ``linear`` and ``constant_with_warmup``;
+torch's ``StepLR`` after the warm-up (``SequentialLR``); torch's ``ReduceLROnPlateau`` after it, told
+each epoch's monitored score. Their ``state_dict`` is plain JSON, which checkpoints save for resume.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
-SCHEDULERS = ("constant", "cosine", "linear", "step", "plateau")
-OPTIMIZERS = ("adamw", "adam", "sgd")
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau, SequentialLR, StepLR
 
 
 def build_optimizer(parameters: Any, cfg: Any) -> torch.optim.Optimizer:
@@ -25,54 +23,55 @@ def build_optimizer(parameters: Any, cfg: Any) -> torch.optim.Optimizer:
                            weight_decay=cfg.weight_decay)
 
 
-class ScheduleShape:
-    """The learning-rate factor at an optimizer step (a callable object, so that LambdaLR saves it)."""
+class WarmupThenPlateau:
+    """A warm-up stepped with the optimizer, then ``ReduceLROnPlateau`` stepped with each epoch's score
+    (``SequentialLR`` cannot hold a scheduler that steps on scores)."""
 
-    def __init__(self, kind: str, warmup: int, total: int, step_every: int, gamma: float, patience: int) -> None:
-        self.kind, self.warmup, self.total = kind, warmup, total
-        self.step_every, self.gamma, self.patience = step_every, gamma, patience
-        self.factor, self.best, self.stale = 1.0, None, 0  # plateau: its reductions so far
+    def __init__(self, warmup: LRScheduler, plateau: ReduceLROnPlateau, warmup_steps: int) -> None:
+        self.warmup, self.plateau, self.warmup_steps = warmup, plateau, warmup_steps
+        self.optimizer = plateau.optimizer
 
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return step / max(1, self.warmup)
-        if self.kind == "linear":
-            return max(0.0, (self.total - step) / max(1, self.total - self.warmup))
-        if self.kind == "step":
-            return self.gamma ** ((step - self.warmup) // self.step_every)
-        return self.factor  # constant: 1; plateau: reduced by observe()
+    def step(self) -> None:
+        if self.warmup.last_epoch < self.warmup_steps:  # after it, only the plateau changes the rate
+            self.warmup.step()
 
-    def observe(self, score: float | None, greater_is_better: bool) -> None:
-        """An epoch's monitored score: after ``patience`` epochs without improvement, lr *= gamma."""
-        if self.kind != "plateau" or score is None:
-            return
-        if self.best is None or (score > self.best if greater_is_better else score < self.best):
-            self.best, self.stale = score, 0
-            return
-        self.stale += 1
-        if self.stale > self.patience:
-            self.factor *= self.gamma
-            self.stale = 0
+    def observe(self, score: float) -> None:
+        """An epoch's monitored score, greater is better."""
+        self.plateau.step(score)
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"warmup": self.warmup.state_dict(), "plateau": self.plateau.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.warmup.load_state_dict(state["warmup"])
+        self.plateau.load_state_dict(state["plateau"])
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, total_steps: int, steps_per_epoch: int) -> Any:
-    warmup = int(cfg.warmup_ratio * total_steps)
-    if cfg.scheduler == "cosine":
-        from transformers.optimization import get_cosine_schedule_with_warmup
+    """The schedule ``training.scheduler`` names; ``step()`` once per optimizer step."""
+    from transformers import get_scheduler
 
-        return get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
-    step_every = max(1, round(cfg.step_epochs * steps_per_epoch))
-    shape = ScheduleShape(cfg.scheduler, warmup, total_steps, step_every, cfg.gamma, cfg.plateau_patience)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, shape)
+    warmup = int(cfg.warmup_ratio * total_steps)
+    if cfg.scheduler in ("cosine", "linear", "constant"):
+        name = "constant_with_warmup" if cfg.scheduler == "constant" else cfg.scheduler
+        return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    warm_up = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=warmup)
+    if cfg.scheduler == "step":
+        every = max(1, round(cfg.step_epochs * steps_per_epoch))
+        return SequentialLR(optimizer, [warm_up, StepLR(optimizer, every, gamma=cfg.gamma)], milestones=[warmup])
+    if cfg.gamma == 1:  # a factor of 1 never changes the rate (and ReduceLROnPlateau refuses it)
+        return warm_up
+    # threshold 0: any better score is an improvement; eps 0: every reduction is applied
+    plateau = ReduceLROnPlateau(optimizer, mode="max", factor=cfg.gamma, patience=cfg.plateau_patience,
+                                threshold=0.0, eps=0.0)
+    return WarmupThenPlateau(warm_up, plateau, warmup)
 
 
 def observe_epoch(scheduler: Any, score: float | None, greater_is_better: bool) -> None:
     """Tell a plateau schedule the epoch's monitored score (the others ignore it)."""
     inner = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps it
-    shapes = [shape for shape in getattr(inner, "lr_lambdas", []) if isinstance(shape, ScheduleShape)]
-    for shape in shapes:
-        shape.observe(score, greater_is_better)
-    if shapes:  # the next step's rate was set before this score was known: set it again
-        for group, base, shape in zip(inner.optimizer.param_groups, inner.base_lrs, inner.lr_lambdas):
-            group["lr"] = base * shape(inner.last_epoch)
-        inner._last_lr = [group["lr"] for group in inner.optimizer.param_groups]
+    if isinstance(inner, WarmupThenPlateau) and score is not None:
+        inner.observe(score if greater_is_better else -score)

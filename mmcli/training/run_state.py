@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from mmcli.errors import DataError
-from mmcli.recipe.schema import COMBINED_LOSS
 from mmcli.training.loss_tracker import LossTracker
+from mmcli.weighting import COMBINED_LOSS
 
 LOG_EVERY = 25  # steps between reads of the running loss (each read is one host sync)
 

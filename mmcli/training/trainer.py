@@ -18,11 +18,11 @@ from mmcli.data.loader import (ROW_COLUMN, ShardedBatchSampler, batch_loader, ba
                                subset_rows)
 from mmcli import interrupts
 from mmcli.errors import RecipeError, RuntimeFailure
-from mmcli.evaluation.scoring import objective_metrics
+from mmcli.inference.metrics import objective_metrics
 from mmcli.inference.predictor import run_inference
 from mmcli.runs import BEST_CHECKPOINT, atomic_write_jsonl
 from mmcli.training.callbacks import Callback, default_callbacks
-from mmcli.training.checkpoint import load_weights
+from mmcli.training.checkpoints import load_weights
 from mmcli.training.distributed import all_finite, broadcast, make_accelerator
 from mmcli.training.loss_tracker import LossTracker
 from mmcli.training.optimization import observe_epoch

@@ -4,3 +4,5 @@
 
 Modules are imported by the registry on first use, not here.
 """
+
+COMBINED_LOSS = "loss"  # the weighted sum of the losses: what training.monitor calls it

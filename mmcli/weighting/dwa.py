@@ -13,8 +13,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
 from mmcli.registries import LOSS_WEIGHTINGS
+from mmcli.settings import Settings
 
 
 class DwaWeightingConfig(Settings):

@@ -6,8 +6,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from mmcli.config import Settings
 from mmcli.registries import LOSS_WEIGHTINGS
+from mmcli.settings import Settings
 
 
 class StaticWeightingConfig(Settings):

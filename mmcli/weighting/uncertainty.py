@@ -10,8 +10,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from mmcli.config import Settings
 from mmcli.registries import LOSS_WEIGHTINGS
+from mmcli.settings import Settings
 
 
 class UncertaintyWeightingConfig(Settings):

@@ -20,20 +20,24 @@ def external_split_name(manifest: str | Path) -> str:
 
 def evaluate_run(run_dir: str | Path, split: str = "test", num_proc: int = 1, quiet: bool = True,
                  robustness: bool = False, reference: str | Path | None = None,
-                 manifest: str | Path | None = None) -> dict[str, Any]:
+                 manifest: str | Path | None = None, retrieval: bool = False, zero_shot: str | None = None,
+                 prompt: str = "a {}", classes: list[str] | None = None) -> dict[str, Any]:
     """Metrics on ``split``; with ``robustness``, also each input missing and under noise levels 0..1
     (JSON + PNG in the run directory). ``reference``: a run directory whose robustness report on the
     same split is the baseline curve for effective robustness. ``manifest``: evaluate every row of
     another labelled manifest instead (an external test set, decoded with the run's processors);
-    its results are stored under ``external-NAME`` (see ``external_split_name``)."""
+    its results are stored under ``external-NAME`` (see ``external_split_name``). ``retrieval``: also each
+    retrieval objective's recall@K, median rank and MRR both ways; ``zero_shot``: also classify the rows
+    by text prompts (``prompt`` with ``{}`` for the class name) against this manifest column's labels."""
     from mmcli.workflows.run_dir import existing_run_dir
 
     with run_lock(existing_run_dir(run_dir), "evaluate"):  # before opening it: a run being trained is refused as in use
-        return _evaluate(run_dir, split, num_proc, quiet, robustness, reference, manifest)
+        return _evaluate(run_dir, split, num_proc, quiet, robustness, reference, manifest,
+                         {"retrieval": retrieval, "zero_shot": zero_shot, "prompt": prompt, "classes": classes})
 
 
 def _evaluate(run_dir: str | Path, split: str, num_proc: int, quiet: bool, robustness: bool,
-              reference: str | Path | None, manifest: str | Path | None) -> dict[str, Any]:
+              reference: str | Path | None, manifest: str | Path | None, extra: dict[str, Any]) -> dict[str, Any]:
     from mmcli.evaluation.scoring import evaluate_splits
     from mmcli.workflows.run_dir import manifest_rows, open_run, split_dataset
 
@@ -53,6 +57,9 @@ def _evaluate(run_dir: str | Path, split: str, num_proc: int, quiet: bool, robus
         result |= {"manifest": str(manifest), "skipped": len(skipped)}
         if errors_file is not None:
             result["errors_file"] = str(errors_file)
+    if extra["retrieval"] or extra["zero_shot"]:
+        metrics[split].update(_embedding_scores(run, dataset, extra))
+        result["metrics"] = metrics[split]
     report = _robustness(run, dataset, split, reference, not quiet) if robustness else None
     path = run.run_dir / METRICS_FILE
     stored = read_json(path) if path.is_file() else {}
@@ -65,6 +72,18 @@ def _evaluate(run_dir: str | Path, split: str, num_proc: int, quiet: bool, robus
         result["robustness_file"] = str(atomic_write_json(run.run_dir / f"robustness-{split}.json", report))
         result["robustness_plot"] = str(plot_robustness(report, run.run_dir / "plots" / f"robustness-{split}.png"))
     return result
+
+
+def _embedding_scores(run: Any, dataset: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    from mmcli.data.loader import split_tensors
+    from mmcli.workflows.retrieval import retrieval_scores, zero_shot_scores
+
+    scores: dict[str, Any] = {}
+    if extra["retrieval"]:
+        scores["retrieval"] = retrieval_scores(run, split_tensors(dataset, list(run.recipe.inputs), list(run.recipe.tasks)))
+    if extra["zero_shot"]:
+        scores["zero_shot"] = zero_shot_scores(run, dataset, extra["zero_shot"], extra["prompt"], classes=extra["classes"])
+    return scores
 
 
 def _robustness(run: Any, dataset: Any, split: str, reference: str | Path | None, show_progress: bool) -> dict[str, Any]:

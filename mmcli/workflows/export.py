@@ -44,6 +44,11 @@ def _export(run_dir: Path, fmt: str, output: str | Path | None, overwrite: bool,
     if not run.model.tasks:
         raise DataError(f"{run_dir}: the run has no supervised task, so there is no prediction to export",
                         hint="export a fine-tuned run; 'mmcli encode' writes a pretrained run's embeddings")
+    searching = [name for name, task in run.model.tasks.items() if not task.exportable]
+    if searching:
+        raise DataError(f"{run_dir}: task '{searching[0]}' ({run.recipe.tasks[searching[0]].type}) answers with a search "
+                        "(generation), which an ONNX or TorchScript graph of fixed shape cannot hold",
+                        hint="serve it with 'mmcli serve', or use 'mmcli predict' / the Python API")
     tensors = split_tensors(split_dataset(run, split), list(run.recipe.inputs), [])
     names = [key for key in tensors if _is_input_column(key, list(run.recipe.inputs))]
     graph = PredictionGraph(run.model.cpu(), names).eval()

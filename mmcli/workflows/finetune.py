@@ -141,6 +141,10 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
     from mmcli.data.checks import data_warnings
 
     warnings = data_warnings(recipe, prepared.splits, prepared.preprocessing)
+    if recipe.training.trackers:  # the final metrics and plots, to the trackers that take them
+        from mmcli.training.callbacks.trackers import log_results
+
+        warnings += log_results(recipe.training.trackers, run_dir, metrics)
     for warning in warnings:
         log(run_dir, f"warning: {warning}")
     for split in splits:

@@ -1,11 +1,11 @@
-"""predict: decode new rows with the run's processors, write JSONL predictions with probabilities."""
+"""predict: decode new rows with the run's processors and answer every task (labels with probabilities,
+values, generated texts, label sets); JSON for scripts, a file only where asked."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 
 from mmcli.errors import DataError
 from mmcli.runs import atomic_write_jsonl
@@ -24,26 +24,27 @@ class Predictor:
 
         self.run = open_run(run_dir)
 
-    def predict(self, rows: list[dict[str, Any]], base_dir: str | Path = ".") -> list[dict[str, Any]]:
+    def predict(self, rows: list[dict[str, Any]], base_dir: str | Path = ".", **decoding: Any) -> list[dict[str, Any]]:
         """One answer per row, in order: ``{task: answer, ...}``, or ``{"error": reason}`` for a row whose
-        media cannot be read."""
-        from mmcli.workflows.run_dir import decode_rows
+        media cannot be read. ``decoding``: search settings for the text tasks (num_beams, ...)."""
+        from mmcli.workflows.run_dir import decode_rows, rows_table
 
-        recipe, table = _rows_table(self.run.recipe, rows, Path(base_dir))
+        recipe, table = rows_table(self.run.recipe, rows)
         ids = [str(i) for i in range(len(table))]
         decoded = decode_rows(self.run, recipe, table, Path(base_dir), PREDICT_SPLIT, ids, "the given rows")
-        answers = {int(row): answer for row, answer in zip(decoded.kept, self.answer(decoded.dataset))}
+        answers = {int(row): answer for row, answer in zip(decoded.kept, self.answer(decoded.dataset, decoding))}
         errors = {record["row"]: record["error"] for record in decoded.records}
         return [answers.get(i, {"error": errors.get(i, "not decoded")}) for i in range(len(rows))]
 
-    def answer(self, dataset: Any) -> list[dict[str, Any]]:
+    def answer(self, dataset: Any, decoding: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Answers for decoded rows (a dataset made with this run's processors)."""
         from mmcli.data.loader import split_tensors
         from mmcli.inference.predictor import run_inference
 
         recipe, model = self.run.recipe, self.run.model
         tensors = split_tensors(dataset, list(recipe.inputs), [t for t in recipe.tasks if t in dataset.column_names])
-        inference = run_inference(model, tensors, recipe.training.eval_batch_size, next(model.parameters()).device)
+        inference = run_inference(model, tensors, recipe.training.eval_batch_size, next(model.parameters()).device,
+                                  decoding=self.decoding(decoding or {}))
         decoded = {task: model.tasks[task].decode(value) for task, value in inference.predictions.items()}
         rows = [{task: decoded[task][i] for task in decoded} for i in range(len(dataset))]
         for name, wrapper in model.wrappers.items():  # what a wrapper did to a row is part of its prediction
@@ -52,37 +53,35 @@ class Predictor:
                 row.update(wrapper.row_fields(report, i))
         return rows
 
-
-def _rows_table(recipe: Any, rows: list[dict[str, Any]], base_dir: Path) -> tuple[Any, pd.DataFrame]:
-    """The rows as a manifest table (input name -> its column); an input some row leaves out is
-    optional, so it is missing there rather than a bad row."""
-    unknown = sorted({name for row in rows for name in row if name not in recipe.inputs})
-    if unknown:
-        raise DataError(f"this run has no input '{unknown[0]}' (inputs: {', '.join(recipe.inputs)})")
-    recipe = recipe.model_copy(deep=True)
-    recipe.data.on_error = "skip"  # a row that cannot be read gets its own error, the others their answers
-    records: list[dict[str, Any]] = [{} for _ in rows]
-    for name, cfg in recipe.inputs.items():
-        if any(row.get(name) is None for row in rows):
-            cfg.optional = True
-        for record, row in zip(records, rows):
-            record[cfg.column] = row.get(name)
-    return recipe, pd.DataFrame(records, dtype=object)
+    def decoding(self, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The search settings for each task that searches (text tasks); none given: each task's own. A
+        setting no such task takes is one clear error."""
+        settings = {key: value for key, value in settings.items() if value is not None}
+        searching = {name: task for name, task in self.run.model.tasks.items() if task.decoding_options()}
+        if settings and not searching:
+            raise DataError(f"--{next(iter(settings)).replace('_', '-')}: this run has no task that generates text")
+        for key in settings:
+            for task in searching.values():
+                if key not in task.decoding_options():
+                    raise DataError(f"--{key.replace('_', '-')}: not a decoding setting of this run's text tasks")
+        return {name: dict(settings) for name in searching}
 
 
 def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample: dict[str, str] | None = None,
-                output: str | Path | None = None, num_proc: int = 1, quiet: bool = True) -> dict[str, Any]:
-    """Predictions for a manifest or one sample (JSONL). Refused with one line while the run is being
-    trained (a reader's shared lock): a half-trained checkpoint never answers."""
+                output: str | Path | None = None, num_proc: int = 1, quiet: bool = True,
+                decoding: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Predictions for a manifest or one sample, returned (every row); written as JSONL only to ``output``
+    (rows that cannot be read are skipped, counted, and listed beside it). Refused with one line while the
+    run is being trained (a reader's shared lock): a half-trained checkpoint never answers."""
     from mmcli.run_lock import run_lock
     from mmcli.workflows.run_dir import existing_run_dir
 
     with run_lock(existing_run_dir(run_dir), "predict", shared=True):
-        return _predict(run_dir, manifest, sample, output, num_proc, quiet)
+        return _predict(run_dir, manifest, sample, output, num_proc, quiet, decoding or {})
 
 
 def _predict(run_dir: str | Path, manifest: str | Path | None, sample: dict[str, str] | None,
-             output: str | Path | None, num_proc: int, quiet: bool) -> dict[str, Any]:
+             output: str | Path | None, num_proc: int, quiet: bool, decoding: dict[str, Any]) -> dict[str, Any]:
     from mmcli.workflows.run_dir import manifest_rows
 
     if manifest is None and not sample:
@@ -90,7 +89,7 @@ def _predict(run_dir: str | Path, manifest: str | Path | None, sample: dict[str,
     predictor = Predictor(run_dir)
     run = predictor.run
     if sample:
-        rows = predictor.predict([sample])
+        rows = predictor.predict([sample], base_dir="/", **decoding)  # media paths are absolute (sample_by_modality)
         if "error" in rows[0]:
             raise DataError(f"the given sample: {rows[0]['error']}")
         rows = [{"id": "0", "row": 0, **rows[0]}]
@@ -98,19 +97,25 @@ def _predict(run_dir: str | Path, manifest: str | Path | None, sample: dict[str,
         total = 1
     else:
         rows_in = manifest_rows(run, manifest, PREDICT_SPLIT, num_proc, quiet)
-        answers = predictor.answer(rows_in.dataset)
+        answers = predictor.answer(rows_in.dataset, decoding)
         rows = [{"id": rows_in.ids[row], "row": int(row), **answer} for row, answer in zip(rows_in.kept, answers)]
         records, total = rows_in.records, len(rows_in.ids)
-    output = Path(output) if output else run.run_dir / "predictions.jsonl"
-    atomic_write_jsonl(output, rows)
+    result: dict[str, Any] = {"rows": total, "predicted": len(rows), "skipped": len(records), "output": None,
+                              "tasks": list(run.model.tasks),
+                              "predictions": rows}
+    if output is not None:
+        output = Path(output)
+        result["output"] = str(atomic_write_jsonl(output, rows))
+        if records:
+            result["errors_file"] = str(atomic_write_jsonl(output.with_name(output.stem + ".errors.jsonl"), records))
     if records:
-        atomic_write_jsonl(output.with_name(output.stem + ".errors.jsonl"), records)
-    return {"output": str(output), "rows": total, "predicted": len(rows), "skipped": len(records),
-            "predictions": rows if sample else rows[:3]}
+        result["errors"] = records[:20]
+    return result
 
 
 def sample_by_modality(run_dir: str | Path, given: dict[str, str]) -> dict[str, str]:
-    """Map --image/--audio/... to the run's input of that modality (input name -> value)."""
+    """Map --image/--audio/... to the run's input of that modality (input name -> value); media paths
+    are made absolute, as typed from wherever the user is."""
     from mmcli.workflows.run_dir import require_run_dir, run_recipe
 
     recipe = run_recipe(require_run_dir(run_dir))
@@ -121,5 +126,5 @@ def sample_by_modality(run_dir: str | Path, given: dict[str, str]) -> dict[str, 
             raise DataError(f"--{modality}: this run has no {modality} input (inputs: {', '.join(recipe.inputs)})")
         if len(names) > 1:
             raise DataError(f"--{modality}: the run has several {modality} inputs ({', '.join(names)})", hint="use --manifest")
-        sample[names[0]] = value
+        sample[names[0]] = value if modality == "text" else str(Path(value).resolve())
     return sample

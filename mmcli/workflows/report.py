@@ -1,13 +1,15 @@
 """report: one self-contained HTML page comparing runs (no network, no files beside it): the metrics of
-every split side by side, each run's learning curves and confusion matrices, robustness, and how each
-recipe differs from the first run's."""
+every split side by side, learning curves with every run on one chart per metric, then each run's
+confusion matrices and robustness, and how each recipe differs from the first run's."""
 
 from __future__ import annotations
 
 import base64
 import difflib
 import html
+import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,15 @@ th, td { border: 1px solid #ccc; padding: .3em .7em; text-align: right; }
 th { background: #f3f3f3; } td.name { text-align: left; } td.best { font-weight: bold; background: #e8f4e8; }
 .images { display: flex; flex-wrap: wrap; gap: 1em; } .images figure { margin: 0; }
 .images img { max-width: 640px; border: 1px solid #ddd; } figcaption { font-size: .85em; color: #555; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(600px, 100%), 1fr)); gap: 1em; }
+.charts figure { margin: 0; } .charts img { width: 100%; height: auto; border: 1px solid #ddd; }
 pre.diff { background: #fafafa; border: 1px solid #ddd; padding: .8em; font-size: .8em; overflow-x: auto; }
 .add { color: #176317; } .remove { color: #a11; } .muted { color: #777; }
 """
+
+
+# the per-run picture the overlaid charts replace
+OWN_CURVES = "learning-curves"
 
 
 def _read(run_dir: Path) -> dict[str, Any]:
@@ -33,8 +41,98 @@ def _read(run_dir: Path) -> dict[str, Any]:
     return {"name": run_dir.name, "path": str(run_dir), "metrics": json.loads((run_dir / METRICS_FILE).read_text()),
             "recipe": (run_dir / RECIPE_FILE).read_text() if (run_dir / RECIPE_FILE).is_file() else "",
             "plots": sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").is_dir() else [],
+            "history": _history(run_dir / "history.jsonl"),
             "robustness": {path.stem.removeprefix("robustness-"): json.loads(path.read_text())
                            for path in sorted(run_dir.glob("robustness-*.json"))}}
+
+
+def _history(path: Path) -> list[dict[str, Any]]:
+    """The per-epoch records; a line that is not a JSON object (a run killed while writing) is left out."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("epoch"), (int, float)):
+            records.append(record)
+    return records
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def _curves(runs: list[dict[str, Any]]) -> dict[str, list[tuple[int, list[tuple[float, float]]]]]:
+    """metric -> [(run index, [(epoch, value), ...])] for every run that logged it: the training and
+    validation loss, then each validation metric, in order of appearance."""
+    found: dict[str, dict[int, list[tuple[float, float]]]] = {"train_loss": {}, "validation_loss": {}}
+    for index, run in enumerate(runs):
+        for record in run["history"]:
+            values = {key: record.get(key) for key in ("train_loss", "validation_loss")}
+            for objective, metrics in (record.get("validation") or {}).items():
+                if isinstance(metrics, dict):
+                    values |= {f"validation/{objective}/{metric}": value for metric, value in metrics.items() if metric != "count"}
+            for key, value in values.items():
+                if (number := _number(value)) is not None:
+                    found.setdefault(key, {}).setdefault(index, []).append((record["epoch"], number))
+    return {key: list(per_run.items()) for key, per_run in found.items() if per_run}
+
+
+def _labels(runs: list[dict[str, Any]]) -> list[str]:
+    """Run names for legends, with their parent folder where two runs share a name."""
+    names = [run["name"] for run in runs]
+    return [f"{Path(run['path']).parent.name}/{run['name']}" if names.count(run["name"]) > 1 else run["name"] for run in runs]
+
+
+def _chart(metric: str, lines: list[tuple[int, list[tuple[float, float]]]], runs: list[dict[str, Any]], labels: list[str]) -> str:
+    """One metric per epoch, a line per run (its colour the same on every chart), each run's best
+    epoch marked with a star."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = plt.get_cmap("tab10")
+    figure, axis = plt.subplots(figsize=(7.2, 3.8))
+    for index, points in lines:
+        epochs, values = zip(*points)
+        # each later run drawn thinner on top, so that runs with equal curves all stay visible
+        width = max(1.2, 3.6 - 1.2 * index)
+        axis.plot(epochs, values, marker="osD^v<>ph8"[index % 10], markersize=width + 3, linewidth=width,
+                  color=colours(index % 10), label=labels[index])
+        best = runs[index]["metrics"].get("training", {}).get("best_epoch")
+        if best in epochs:
+            axis.plot([best], [values[epochs.index(best)]], marker="*", markersize=13, color=colours(index % 10),
+                      markeredgecolor="black", markeredgewidth=0.6, linestyle="none")
+    name = metric.rsplit("/", 1)[-1]
+    lower = name in _LOWER_IS_BETTER or name.endswith("loss")
+    title = metric.replace("_", " ").replace("/", " · ")
+    axis.set_title(f"{title} ({'lower' if lower else 'higher'} is better)", fontsize=11)
+    axis.set(xlabel="epoch", ylabel=name.replace("_", " "))
+    axis.xaxis.get_major_locator().set_params(integer=True)
+    axis.grid(alpha=0.3)
+    # outside the plot, so that it never hides a line; ★ = the checkpoint each run kept
+    axis.legend(title="run (★ best epoch)", fontsize=9, title_fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                frameon=False)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    shown = html.escape(", ".join(labels[index] for index, _ in lines))
+    return (f'<figure class="chart" data-metric="{html.escape(metric)}" data-runs="{shown}">'
+            f'<img alt="{html.escape(title)}: {shown}" src="data:image/png;base64,{data}"></figure>')
+
+
+def _learning_curves(runs: list[dict[str, Any]]) -> str:
+    curves = _curves(runs)
+    if not curves:
+        return '<p class="muted">no run has a training history (history.jsonl)</p>'
+    labels = _labels(runs)
+    return '<div class="charts">' + "".join(_chart(metric, lines, runs, labels) for metric, lines in curves.items()) + "</div>"
 
 
 def _image(path: Path) -> str:
@@ -124,11 +222,13 @@ def report(run_dirs: list[str | Path], output: str | Path | None = None, overwri
         raise DataError(f"{output}: already exists", hint="pass --overwrite to replace it, or another --output")
     runs = [_read(Path(run_dir)) for run_dir in run_dirs]
     sections = [f"<h1>mmcli report: {html.escape(', '.join(run['name'] for run in runs))}</h1>",
-                "<h2>metrics</h2>", _metrics_table(runs), _training_table(runs)]
+                "<h2>metrics</h2>", _metrics_table(runs), _training_table(runs),
+                "<h2>learning curves</h2>", _learning_curves(runs)]
     for run in runs:
         sections.append(f"<h2>{html.escape(run['name'])} <span class=\"muted\">{html.escape(run['path'])}</span></h2>")
-        if run["plots"]:
-            sections.append('<div class="images">' + "".join(_image(path) for path in run["plots"]) + "</div>")
+        plots = [path for path in run["plots"] if path.stem != OWN_CURVES]
+        if plots:
+            sections.append('<div class="images">' + "".join(_image(path) for path in plots) + "</div>")
         sections.append(_robustness(run))
     if len(runs) > 1:
         sections.append("<h2>recipes, against the first run's</h2>")

@@ -59,7 +59,7 @@ def run_recipe(run_dir: Path) -> Any:
 
 def open_run(run_dir: str | Path) -> LoadedRun:
     from mmcli.model import build_model
-    from mmcli.training.checkpoint import load_weights
+    from mmcli.training.checkpoints import load_weights
 
     run_dir = require_run_dir(run_dir)
     recipe = run_recipe(run_dir)
@@ -137,17 +137,45 @@ def decode_rows(run: LoadedRun, recipe: Any, table: Any, base_dir: Path, split: 
 
 
 def manifest_rows(run: LoadedRun, manifest: str | Path, split: str, num_proc: int = 1, quiet: bool = True,
-                  with_targets: bool = False) -> ManifestRows:
+                  with_targets: bool = False, inputs_optional: bool = False) -> ManifestRows:
     """Every row of another ``manifest`` (its split column is ignored) decoded with the run's
-    processors; with ``with_targets`` the task columns must be there."""
+    processors; with ``with_targets`` the task columns must be there; with ``inputs_optional`` an empty
+    cell is a missing input, not a bad row (a text alone, an image alone)."""
     from mmcli.data.manifest import read_manifest, require_columns
 
-    recipe, manifest = run.recipe, Path(manifest)
+    recipe, manifest = run.recipe.model_copy(deep=True), Path(manifest)
+    recipe.data.on_error = "skip"  # a row that cannot be read is listed; the others are still answered
+    if inputs_optional:
+        for cfg in recipe.inputs.values():
+            cfg.optional = True
     table = read_manifest(manifest)
     needed = {cfg.column: f"inputs.{name}.column" for name, cfg in recipe.inputs.items()}
     if with_targets:
         needed |= {cfg.column: f"tasks.{name}.column" for name, cfg in recipe.tasks.items()}
+    else:  # answers need no labels: a label the model never saw is no reason to skip a row
+        inputs = {cfg.column for cfg in recipe.inputs.values()}
+        table = table.drop(columns=[cfg.column for cfg in recipe.tasks.values()
+                                    if cfg.column in table.columns and cfg.column not in inputs])
     require_columns(table, needed, manifest)
     id_column = recipe.data.id_column
     ids = table[id_column].astype(str).tolist() if id_column and id_column in table.columns else [str(i) for i in range(len(table))]
     return decode_rows(run, recipe, table, manifest.parent, split, ids, str(manifest), num_proc, quiet, labels=with_targets)
+
+
+def rows_table(recipe: Any, rows: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """The rows as a manifest table (input name -> its column); an input some row leaves out is
+    optional, so it is missing there rather than a bad row."""
+    unknown = sorted({name for row in rows for name in row if name not in recipe.inputs})
+    if unknown:
+        raise DataError(f"this run has no input '{unknown[0]}' (inputs: {', '.join(recipe.inputs)})")
+    recipe = recipe.model_copy(deep=True)
+    recipe.data.on_error = "skip"  # a row that cannot be read gets its own error, the others their answers
+    records: list[dict[str, Any]] = [{} for _ in rows]
+    for name, cfg in recipe.inputs.items():
+        if any(row.get(name) is None for row in rows):
+            cfg.optional = True
+        for record, row in zip(records, rows):
+            record[cfg.column] = row.get(name)
+    import pandas as pd
+
+    return recipe, pd.DataFrame(records, dtype=object)

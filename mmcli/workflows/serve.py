@@ -9,10 +9,14 @@ from typing import Any, Callable
 
 from mmcli.errors import DataError
 
+# After SIGTERM/SIGINT, requests in flight get this long to be answered before their connections are
+# dropped: without a bound uvicorn waits for every open request, a stalled upload included.
+SHUTDOWN_GRACE_S = 1.0
+
 
 def serve_run(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 32,
               max_wait_ms: float = 5.0, media_root: str | Path | None = None,
-              on_ready: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+              on_ready: Callable[[dict[str, Any]], None] | None = None, max_upload_mb: float = 32.0) -> dict[str, Any]:
     """Serve until interrupted (SIGINT/SIGTERM); ``on_ready`` is told the address once the port is
     bound. Returns what was served."""
     from mmcli.interrupts import graceful, requested
@@ -25,16 +29,17 @@ def serve_run(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, ma
         from mmcli.serving.app import create_app
     except ImportError as error:
         raise DataError(f"serve needs {error.name}, which is not installed", hint="pip install 'mmcli[serve]'") from None
-    if max_batch < 1 or max_wait_ms < 0:
-        raise DataError("--max-batch must be at least 1 and --max-wait-ms at least 0")
+    if max_batch < 1 or max_wait_ms < 0 or not max_upload_mb > 0:
+        raise DataError("--max-batch must be at least 1, --max-wait-ms at least 0 and --max-upload-mb above 0")
     if media_root is not None and not Path(media_root).is_dir():
         raise DataError(f"--media-root {media_root}: no such folder")
     with run_lock(existing_run_dir(run_dir), "serve", shared=True):
         from mmcli.workflows.predict import Predictor
 
         predictor = Predictor(run_dir)
-        app = create_app(predictor, max_batch, max_wait_ms, media_root)
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+        app = create_app(predictor, max_batch, max_wait_ms, media_root, max_upload_mb)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                               timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
         address: dict[str, Any] = {"run_dir": str(run_dir), "endpoints": ["POST /predict", "GET /health"]}
 
         def ready() -> None:
@@ -44,6 +49,7 @@ def serve_run(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, ma
                 on_ready(address)
 
         _notify_when_started(server, ready)
+        _stop_batcher_first(server, app.state.batcher)
         # uvicorn stops on SIGINT/SIGTERM, then raises the signal again for whoever listens: here that
         # is the normal way a server ends, so it is noted rather than raised
         with graceful():
@@ -68,3 +74,16 @@ def _notify_when_started(server: Any, notify: Callable[[], None]) -> None:
             notify()
 
     server.startup = startup
+
+
+def _stop_batcher_first(server: Any, batcher: Any) -> None:
+    """On a stop signal, end the micro-batcher before uvicorn waits for open requests: those waiting
+    on the model get their answer or a 503 within one model call, instead of a 500 once uvicorn's
+    grace period runs out."""
+    original = server.shutdown
+
+    async def shutdown(*args: Any, **kwargs: Any) -> None:
+        await batcher.stop()
+        await original(*args, **kwargs)
+
+    server.shutdown = shutdown

@@ -78,44 +78,52 @@ def test_datasets_make_refuses_a_folder_of_other_files(tmp_path):
     assert run_cli("datasets", "make", "shapes", str(folder), "--size", "12", "--force", cwd=tmp_path).code == 0
 
 
-def _hold(run_dir: str, start: float, results) -> None:
+def _contend(run_dir: str, release, outcomes) -> None:
+    """Try the run's lock once and report; a process that gets it keeps it until ``release`` is set."""
     from mmcli.errors import MmcliError
     from mmcli.run_lock import run_lock
 
-    while time.time() < start:  # both processes of a pair try at the same moment
-        pass
     try:
-        with run_lock(Path(run_dir), "test"):
-            began = time.monotonic()
-            time.sleep(0.05)
-            results.append((run_dir, began, time.monotonic()))
-    except MmcliError:
-        results.append((run_dir, None, None))
+        with run_lock(Path(run_dir), "contender"):
+            outcomes.put(("held", os.getpid()))
+            release.wait(120)
+    except MmcliError as error:
+        outcomes.put(("refused", str(error)))
+
+
+def _contenders(context, count: int, run_dir: Path, release, outcomes) -> tuple[list, list]:
+    """``count`` processes trying the lock at once; their outcomes, once every one has reported."""
+    processes = [context.Process(target=_contend, args=(str(run_dir), release, outcomes)) for _ in range(count)]
+    for process in processes:
+        process.start()
+    return processes, [outcomes.get(timeout=120) for _ in processes]
 
 
 def test_the_lock_never_has_two_holders(tmp_path):
+    """No timing involved: the test holds the lock while others try it, then lets contenders race for it,
+    each keeping it, once it has it, until every contender has reported."""
+    from mmcli.run_lock import run_lock
+
     context = multiprocessing.get_context("fork")
-    with context.Manager() as manager:
-        results = manager.list()
-        for trial in range(50):
-            start = time.time() + 0.05
-            pair = [context.Process(target=_hold, args=(str(tmp_path / f"run-{trial}"), start, results)) for _ in range(2)]
-            for process in pair:
-                process.start()
-            for process in pair:
-                process.join()
-        outcomes = list(results)
-    held: dict[str, list[tuple[float, float]]] = {}
-    for run_dir, began, ended in outcomes:
-        if began is not None:
-            held.setdefault(run_dir, []).append((began, ended))
-    assert len(held) == 50, "every pair had a holder"
-    for run_dir, intervals in held.items():  # a second holder only ever after the first released it
-        intervals.sort()
-        for (_, first_end), (second_begin, _) in zip(intervals, intervals[1:]):
-            assert second_begin >= first_end, f"{run_dir}: two holders at once"
-    refused = sum(began is None for _, began, _ in outcomes)
-    assert refused > 25, f"only {refused} of 50 pairs collided: the test did not test contention"
+    run_dir = tmp_path / "run"
+    outcomes = context.Queue()
+    with run_lock(run_dir, "test-holder"):  # held here: every other process is refused and told by whom
+        release = context.Event()
+        processes, results = _contenders(context, 4, run_dir, release, outcomes)
+        release.set()
+        for process in processes:
+            process.join(120)
+    assert [kind for kind, _ in results] == ["refused"] * 4, results
+    assert all(f"in use by process {os.getpid()} (test-holder)" in message for _, message in results), results
+    release = context.Event()
+    processes, results = _contenders(context, 8, run_dir, release, outcomes)  # released: they race for it
+    release.set()
+    for process in processes:
+        process.join(120)
+    holders = [pid for kind, pid in results if kind == "held"]
+    assert len(holders) == 1, f"{len(holders)} holders at once: {results}"
+    with run_lock(run_dir, "test"):  # its holder gone, the lock is free again
+        pass
 
 
 @pytest.mark.slow

@@ -84,7 +84,7 @@ def _last_line(path: Path) -> str:
 
 
 def test_a_killed_save_leaves_the_previous_checkpoint_loadable(small_workspace, uninterrupted):
-    from mmcli.training.state import list_checkpoints
+    from mmcli.training.checkpoints import list_checkpoints
 
     folder = small_workspace / "runs" / "straight" / "checkpoints"
     newest = list_checkpoints(folder)[-1]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -37,6 +41,14 @@ def test_report_is_one_self_contained_page_a_browser_renders(small_workspace, sm
         shutil.copytree(small_run, second)
         recipe = second / "recipe.yaml"
         recipe.write_text(recipe.read_text().replace("epochs: 2", "epochs: 3"))
+        # a run of three epochs that learns faster: its curves must differ from the first run's
+        history = [json.loads(line) for line in (second / "history.jsonl").read_text().splitlines()]
+        history.append({**history[-1], "epoch": 3, "step": 2 * history[-1]["step"] - history[0]["step"]})
+        for record in history:
+            record["train_loss"] *= 0.8
+            record["validation_loss"] *= 0.8
+            record["validation"]["scene"]["accuracy"] = min(1.0, record["validation"]["scene"]["accuracy"] + 0.1 * record["epoch"])
+        (second / "history.jsonl").write_text("".join(json.dumps(record) + "\n" for record in history))
     page = tmp_path / "report.html"
     result = run_cli("report", str(small_run), str(second), "-o", str(page), "--json", cwd=small_workspace)
     assert result.code == 0, result.stderr[-2000:]
@@ -48,6 +60,18 @@ def test_report_is_one_self_contained_page_a_browser_renders(small_workspace, sm
     assert "src=\"http" not in text and "href=\"http" not in text  # nothing fetched from outside
     assert "-  epochs: 2" in text.replace("&quot;", '"') or "epochs: 2" in text  # the recipe diff
     assert "accuracy" in text and "small-copy" in text
+
+    # learning curves: one chart per metric with every run on it, readable, before the confusion matrices
+    charts = re.findall(r'<figure class="chart" data-metric="([^"]+)" data-runs="([^"]+)"><img[^>]* src="data:image/png;base64,([^"]+)"', text)
+    metrics = [metric for metric, _, _ in charts]
+    assert metrics[:2] == ["train_loss", "validation_loss"] and len(metrics) == len(set(metrics))
+    assert {"validation/scene/accuracy", "validation/motion/f1", "validation/size/mae"} <= set(metrics)
+    for metric, runs, png in charts:
+        assert runs == "small, small-copy", metric
+        with Image.open(io.BytesIO(base64.b64decode(png))) as chart:
+            assert chart.width >= 700 and chart.height >= 350, (metric, chart.size)
+    assert text.index('class="chart"') < text.index('alt="confusion-')
+    assert 'alt="learning-curves"' not in text  # the per-run thumbnail the charts replace
 
     browser = _browser()
     if browser is None:

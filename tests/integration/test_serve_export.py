@@ -5,9 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -77,6 +82,71 @@ def test_serve_answers_concurrent_requests_in_batches_without_errors(small_works
     assert process.returncode == 0, err[-2000:]
     summary = json.loads(out)
     assert summary["stopped_by"] == "SIGTERM" and summary["served"]["requests"] == 162  # the two refused requests never reached the model
+
+
+def test_serve_refuses_bad_requests_with_a_4xx_naming_the_field(small_workspace, small_run):
+    shapes = small_workspace / "data" / "shapes"
+    png = base64.b64encode((shapes / "images" / "00000.png").read_bytes()).decode()
+    garbage = base64.b64encode(b"hello, not a medium").decode()
+    corpus = [  # (body, content type, status, what the detail names)
+        ({"image": {"base64": png, "suffix": "/x.png"}}, "application/json", 422, "row 0, input 'image'"),
+        ({"image": {"base64": png, "suffix": "/../../x"}}, "application/json", 422, "row 0, input 'image'"),
+        ({"image": {"bytes": "abc"}}, "application/json", 422, "row 0, input 'image'"),
+        ({"image": {"base64": "é"}}, "application/json", 422, "row 0, input 'image'"),
+        ({"image": {"base64": garbage}}, "application/json", 422, "row 0, input 'image'"),
+        ({"audio": {"base64": garbage, "suffix": ".wav"}}, "application/json", 422, "row 0, input 'audio'"),
+        ({"video": {"base64": garbage}}, "application/json", 422, "row 0, input 'video'"),
+        ({"rows": [{"text": "red"}, {"image": {"base64": garbage}}, {"image": {"base64": garbage}}]}, "application/json",
+         200, "row 2, input 'image'"),
+        ({}, "application/json", 422, "row 0"),
+        ({"rows": [1]}, "application/json", 422, "row 0"),
+        ({"text": "it looks crimson"}, "text/plain", 415, "body"),
+        ({"text": "a" * (2 << 20)}, "application/json", 413, "body"),
+    ]
+    process, url = _start_server(small_workspace, small_run, "--max-upload-mb", "1")
+    try:
+        for payload, kind, status, field in corpus:
+            request = urllib.request.Request(url + "/predict", data=json.dumps(payload).encode(), method="POST",
+                                             headers={"content-type": kind})
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    got, body = response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                got, body = error.code, json.loads(error.read())
+            detail = body.get("detail") or json.dumps(body["predictions"])
+            assert got == status and field in detail, (str(payload)[:80], got, detail)
+            assert "mmcli-serve-" not in detail and tempfile.gettempdir() not in detail, detail  # no server path
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 0 and "Traceback" not in err, err[-3000:]
+
+
+def test_serve_stops_within_seconds_of_sigterm(small_workspace, small_run):
+    process, url = _start_server(small_workspace, small_run)
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with urllib_get(url + "/health") as health:
+        assert health["status"] == "ok"
+    # a client that stalls mid-upload, and one holding an idle connection: neither may hold the server
+    stalled = socket.create_connection((host, int(port)), timeout=30)
+    stalled.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                    b"content-length: 1000\r\n\r\n{\"text\": \"it lo")
+    idle = socket.create_connection((host, int(port)), timeout=30)
+    time.sleep(0.5)
+    began = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        out, err = process.communicate(timeout=8)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"still serving 8 s after SIGTERM: {err[-2000:]}")
+    finally:
+        stalled.close()
+        idle.close()
+    print(f"stopped {time.monotonic() - began:.1f} s after SIGTERM")
+    assert process.returncode == 0, err[-2000:]
+    assert json.loads(out)["stopped_by"] == "SIGTERM"
 
 
 class urllib_get:  # noqa: N801 - a tiny context manager for GET + JSON

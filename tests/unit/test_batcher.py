@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
-from mmcli.serving.batcher import MicroBatcher
+from mmcli.serving.batcher import BatcherStopped, MicroBatcher
 
 
 def _run(coroutine):
@@ -70,3 +71,35 @@ def test_a_failing_batch_fails_its_requests_and_the_next_batch_is_answered():
         return after
 
     assert _run(main()) == [{"a": 2}]
+
+
+def test_stop_waits_for_one_call_of_at_most_max_batch_rows_not_for_a_whole_large_request():
+    calls: list[int] = []
+
+    def answer(rows):
+        calls.append(len(rows))
+        time.sleep(0.05 * len(rows))  # 200 rows in one call would take 10 s
+        return rows
+
+    async def main():
+        batcher = MicroBatcher(answer, max_batch=4, max_wait_s=0.0)
+        batcher.start()
+        large = asyncio.ensure_future(batcher.submit([{"a": i} for i in range(200)]))
+        while not calls:
+            await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(batcher.submit([{"a": -1}]))
+        await asyncio.sleep(0)
+        began = time.monotonic()
+        await batcher.stop()
+        stopped_in = time.monotonic() - began
+        for request in (large, queued):  # each learns why, instead of waiting for ever
+            with pytest.raises(BatcherStopped):
+                await asyncio.wait_for(request, timeout=30)
+        with pytest.raises(BatcherStopped):
+            await batcher.submit([{"a": 1}])
+        await batcher.stop()  # a second stop (uvicorn's lifespan after the signal) does nothing more
+        return stopped_in
+
+    stopped_in = _run(main())
+    assert stopped_in < 2, stopped_in  # one call of 4 rows takes 0.2 s
+    assert max(calls) <= 4 and sum(calls) < 200

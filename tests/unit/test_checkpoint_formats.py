@@ -14,8 +14,7 @@ from mmcli.data.synthetic import make_dataset
 from mmcli.errors import DataError
 from mmcli.model import build_model
 from mmcli.recipe.loader import validate_recipe
-from mmcli.training.checkpoint import load_weights
-from mmcli.training.state import load_training_state
+from mmcli.training.checkpoints import load_training_state, load_weights
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 OLD_RUNS = ["v0.1-robust", "v0.1-late"]  # gated per-task + unimodal + corruption gate + fallback; late + unimodal

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from mmcli.training.state import RNG_FILE, STATE_FILE, list_checkpoints, save_training_state
+from mmcli.training.checkpoints import RNG_FILE, STATE_FILE, list_checkpoints, save_training_state
 
 
 def save(folder: Path, step: int, keep: int = 2) -> Path:

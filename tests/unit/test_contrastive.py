@@ -11,7 +11,8 @@ import torch.multiprocessing as mp
 from mmcli.models.outputs import EncoderOutput, FusionOutput
 from mmcli.models.representation import Representation
 from mmcli.objectives.base import BuildContext
-from mmcli.objectives.contrastive import Contrastive, ContrastiveConfig, recall_at_k
+from mmcli.evaluation.retrieval import retrieval_metrics
+from mmcli.objectives.contrastive import Contrastive, ContrastiveConfig
 
 N, P = 8, 5
 
@@ -113,9 +114,31 @@ def test_two_processes_gather_negatives_and_get_the_one_process_gradient(tmp_pat
         torch.testing.assert_close(grad_b / 2, full_b.grad[rank * half:(rank + 1) * half])
 
 
-def test_recall_at_k_counts_a_positive_among_the_top_k() -> None:
-    similarity = torch.tensor([[0.9, 0.1, 0.5], [0.8, 0.7, 0.1], [0.1, 0.2, 0.3]])
-    result = recall_at_k(similarity, torch.arange(3), [1, 2])
-    assert result == {1: pytest.approx(2 / 3), 2: pytest.approx(1.0)}  # row 1's match is 2nd; row 2's is 1st
-    grouped = recall_at_k(similarity, torch.tensor([0, 0, 1]), [1])
-    assert grouped[1] == pytest.approx(1.0)  # row 1's top hit (row 0) is of its group
+def _unit(rows: list[list[float]]) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.tensor(rows), dim=-1)
+
+
+def test_retrieval_counts_identical_gallery_items_once_and_asks_identical_queries_once() -> None:
+    # rows 0 and 1 share a caption (gallery keys 7, 7): image->caption sees 2 captions, not 3
+    images = _unit([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    captions = _unit([[0.0, 1.0], [0.0, 1.0], [1.0, 0.1]])
+    keys, rows = torch.tensor([7, 7, 3]), torch.arange(3)
+    forward = retrieval_metrics(images, captions, rows, keys, rows, [1, 2])
+    assert forward["gallery"] == 2 and forward["queries"] == 3
+    # image 0's caption (the shared one) ranks 2nd behind caption 2; images 1 and 2 find theirs first
+    assert forward["recall@1"] == pytest.approx(2 / 3) and forward["recall@2"] == pytest.approx(1.0)
+    assert forward["median_rank"] == 1.0 and forward["mrr"] == pytest.approx((0.5 + 1 + 1) / 3)
+    # caption->image: the shared caption is one query whose positives are images 0 and 1
+    backward = retrieval_metrics(captions, images, keys, rows, rows, [1])
+    assert backward["queries"] == 2 and backward["gallery"] == 3
+    # the shared caption's best image (1) is a positive; caption 2's best is image 0, not image 2
+    assert backward["recall@1"] == pytest.approx(1 / 2) and backward["median_rank"] == pytest.approx(1.5)
+
+
+def test_retrieval_groups_make_rows_positives_for_each_other() -> None:
+    a = _unit([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    b = _unit([[0.0, 1.0], [1.0, 0.0], [0.1, 1.0]])
+    rows = torch.arange(3)
+    alone = retrieval_metrics(a, b, rows, rows, rows, [1])
+    grouped = retrieval_metrics(a, b, rows, rows, torch.tensor([0, 0, 1]), [1])
+    assert alone["recall@1"] == pytest.approx(1 / 3) and grouped["recall@1"] == pytest.approx(2 / 3)

@@ -138,15 +138,35 @@ def test_a_video_frame_network_takes_the_same_block_and_read_out_settings():
     assert out.pooled.shape == (2, 32) and torch.isfinite(out.pooled).all()
 
 
-def test_attention_read_out_weighs_only_real_positions():
+def _attention_pool(tokens: torch.Tensor, score: nn.Linear) -> torch.Tensor:
+    """By hand: ``sum_t softmax_t(w . h_t + b) h_t`` over the rows of ``tokens [T, D]`` (the real positions)."""
+    logits = tokens @ score.weight[0] + score.bias[0]
+    weights = torch.exp(logits - logits.max())
+    return (weights / weights.sum()) @ tokens
+
+
+def test_attention_read_out_is_the_hand_written_one_over_real_positions():
     config = AudioCnnConfig(channels=[8], pool="attention")
     encoder = AudioCnnEncoder(config, AUDIO_SPEC, hidden_size=16).eval()
+    trunk = nn.Sequential(nn.Conv1d(64, 8, 5, padding=2, bias=False), nn.BatchNorm1d(8), nn.GELU(),
+                          nn.MaxPool1d(2, ceil_mode=True), nn.Conv1d(8, 16, 1))
+    score = nn.Linear(16, 1)
+    reference = nn.ModuleList([trunk, score]).eval()
+    torch.manual_seed(4)
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.normal_(0, 0.5)
+        trunk[1].running_mean.normal_(0, 0.5), trunk[1].running_var.uniform_(0.5, 2.0)
+    _copy(reference, encoder)
     features = torch.randn(2, 64, 40, generator=torch.Generator().manual_seed(3))
     mask = torch.ones(2, 40, dtype=torch.bool)
     mask[1, 20:] = False
-    out = encoder(features, mask)
-    scores = encoder.attention.score(out.tokens).squeeze(-1)
-    weights = torch.softmax(scores[1, :10], dim=0)  # 20 real frames -> 10 tokens after the block's pooling
-    torch.testing.assert_close(out.pooled[1], (weights.unsqueeze(-1) * out.tokens[1, :10]).sum(0))
+    with torch.no_grad():
+        out = encoder(features, mask)
+        full = trunk(features[:1])[0].T  # [20, 16]: 40 frames -> 20 tokens
+        short = trunk(features[1:, :, :20])[0].T  # [10, 16]: only row 1's 20 real frames (the conv pads with zeros)
+        torch.testing.assert_close(out.tokens[1, :10], short, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.pooled[0], _attention_pool(full, score), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.pooled[1], _attention_pool(short, score), rtol=1e-5, atol=1e-5)
     image = ImageCnnEncoder(ImageCnnConfig(channels=[4, 8], pool="attention"), IMAGE_SPEC, hidden_size=8)
     assert image(_images(2)[0], torch.ones(2, 1, dtype=torch.bool)).pooled.shape == (2, 8)

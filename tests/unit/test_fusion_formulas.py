@@ -54,17 +54,24 @@ def test_tensor_fusion_is_the_outer_product_of_one_appended_vectors() -> None:
 
 
 def test_tensor_fusion_missing_modality_is_the_neutral_element() -> None:
-    fusion = build("tensor", ["a", "b"], rank_dim=D)
-    for projection in fusion.projections:
-        set_identity(projection)
+    """A missing input enters as ``z = [0, ..., 0, 1]`` whatever its encoder gave (its learned "missing"
+    vector): the product holds exactly the other input's terms and the constant."""
+    fusion = build("tensor", ["a", "b"], rank_dim=D)  # as initialised: projections with a bias, z = [P x + c; 1]
     g = torch.Generator().manual_seed(2)
     xa, xb = torch.randn(B, D, generator=g), torch.randn(B, D, generator=g)
+    present_b = [True, False, True]  # row 1 has no b
+    other_b = xb.clone()
+    other_b[1] = 100.0  # a different vector for the missing b
     with torch.no_grad():
-        features = fusion.features({"a": encoded(xa), "b": encoded(xb, [True, False, True])}).view(B, D + 1, D + 1)
-    # row 1 has no b: z_b = [0, ..., 0, 1], so only a's terms (and the constant) survive, nothing is wiped out
+        features = fusion.features({"a": encoded(xa), "b": encoded(xb, present_b)}).view(B, D + 1, D + 1)
+        fused = fusion({"a": encoded(xa), "b": encoded(xb, present_b)}).fused
+        changed = fusion({"a": encoded(xa), "b": encoded(other_b, present_b)}).fused
+        z_a = torch.cat([fusion.projections[0](xa[1]), torch.ones(1)])  # names sorted: a, b
     expected = torch.zeros(D + 1, D + 1)
-    expected[:, D] = torch.cat([xa[1], torch.ones(1)])
+    expected[:, D] = z_a  # z_a ⊗ [0, ..., 0, 1]: a's terms and the constant, nothing of b, nothing wiped out
     torch.testing.assert_close(features[1], expected)
+    torch.testing.assert_close(changed[1], fused[1])  # the missing input's vector has no influence
+    assert features[0, :D, :D].abs().sum() > 0 and features[2, :D, :D].abs().sum() > 0  # present rows keep b's terms
 
 
 def test_tensor_fusion_refuses_a_huge_product() -> None:

@@ -91,7 +91,7 @@ def test_a_name_a_plugin_uses_is_refused() -> None:
 
 def test_two_inputs_of_one_kind_can_share_an_encoder(tmp_path) -> None:
     from mmcli.recipe.loader import validate_recipe
-    from mmcli.training.checkpoint import load_weights, save_checkpoint
+    from mmcli.training.checkpoints import load_weights, save_checkpoint
 
     image = {"modality": "image", "column": "a", "encoder": {"type": "cnn", "channels": [4]}}
     data = {"name": "t", "data": {"manifest": "m.csv"}, "tasks": {"label": {"type": "classification", "column": "label"}},

@@ -19,7 +19,7 @@ def _training(*overrides: str):
     return load_recipe(QUICKSTART, ["training.learning_rate=1e-3", *overrides]).training
 
 
-def _rates(cfg, total: int = 20, per_epoch: int = 5, scores=()) -> list[float]:
+def _rates(cfg, total: int = 20, per_epoch: int = 5, scores=(), greater: bool = True) -> list[float]:
     optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg)
     scheduler = build_scheduler(optimizer, cfg, total, per_epoch)
     rates, scores = [], list(scores)
@@ -28,7 +28,7 @@ def _rates(cfg, total: int = 20, per_epoch: int = 5, scores=()) -> list[float]:
         optimizer.step()
         scheduler.step()
         if (step + 1) % per_epoch == 0 and scores:
-            observe_epoch(scheduler, scores.pop(0), greater_is_better=True)
+            observe_epoch(scheduler, scores.pop(0), greater_is_better=greater)
     return rates
 
 
@@ -61,15 +61,20 @@ def test_plateau_reduces_after_patience_epochs_without_improvement_and_resumes_i
     # epoch scores: better, worse, worse (2nd epoch without improvement > patience 1 -> halve)
     rates = _rates(cfg, total=20, per_epoch=5, scores=[0.5, 0.4, 0.3])
     assert rates[:15] == [pytest.approx(1e-3)] * 15 and rates[15:] == [pytest.approx(5e-4)] * 5
+    losses = _rates(cfg, total=20, per_epoch=5, scores=[0.5, 0.6, 0.7], greater=False)  # a loss: lower is better
+    assert losses[:15] == [pytest.approx(1e-3)] * 15 and losses[15:] == [pytest.approx(5e-4)] * 5
 
     optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg)
     scheduler = build_scheduler(optimizer, cfg, 20, 5)
-    for score in (0.5, 0.4, 0.3):
+    for score in (0.5, 0.4):  # one epoch without improvement so far
         observe_epoch(scheduler, score, True)
     saved = json.loads(json.dumps(scheduler.state_dict()))  # checkpoints keep it as JSON
-    fresh = build_scheduler(build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg), cfg, 20, 5)
-    fresh.load_state_dict(saved)
-    assert fresh.lr_lambdas[0].factor == 0.5 and fresh.lr_lambdas[0].best == 0.5
+    resumed_optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg)
+    resumed_optimizer.load_state_dict(optimizer.state_dict())
+    resumed = build_scheduler(resumed_optimizer, cfg, 20, 5)
+    resumed.load_state_dict(saved)
+    observe_epoch(resumed, 0.3, True)  # the second epoch without improvement: it remembers the best and the first
+    assert resumed_optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
 
 
 def test_unknown_names_are_recipe_errors():

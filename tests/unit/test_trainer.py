@@ -108,7 +108,7 @@ def test_missing_fallback_is_calibrated_on_the_validation_split_after_training(p
     import json
 
     from mmcli.errors import RecipeError
-    from mmcli.training.checkpoint import load_weights
+    from mmcli.training.checkpoints import load_weights
 
     recipe, data = prepared
     with_fallback = recipe.model_copy(update={"model": recipe.model.model_copy(update={"missing_fallback": MissingFallbackSettings()})})

@@ -10,9 +10,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from mmcli.config import Settings
 from mmcli.data.processors.base import MediaError, _chunks, config_from_spec, media_path, require_fitted
 from mmcli.registries import PROCESSORS
+from mmcli.settings import Settings
 
 _FLOAT16_MAX = 65000.0
 

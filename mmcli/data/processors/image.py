@@ -9,10 +9,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from mmcli.config import Settings
 from mmcli.data.processors.base import MediaError, media_path, pil_to_array
 from mmcli.data.processors.pixels import PixelStatistics
 from mmcli.registries import PROCESSORS
+from mmcli.settings import Settings
 
 
 class ImageConfig(Settings):

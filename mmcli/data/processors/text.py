@@ -14,11 +14,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from mmcli.config import Settings
 from mmcli.cells import is_missing
 from mmcli.data.processors.base import MediaError, config_from_spec, require_fitted
 from mmcli.errors import DataError
 from mmcli.registries import PROCESSORS
+from mmcli.settings import Settings
 from mmcli.tokenization import SPECIAL_TOKENS, from_json, load_hf, train_tokenizer
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from mmcli.errors import MmcliError
-from mmcli.registry import Registry
+from mmcli.registries import Registry
 
 # make(out_dir, size, seed, num_workers) -> summary dict (rows, manifest, splits).
 MakeFn = Callable[[Path, int, int, int], dict[str, Any]]

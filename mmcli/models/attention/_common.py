@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
 from mmcli.errors import RecipeError
 from mmcli.models.outputs import EncoderOutput, masked_mean
+from mmcli.settings import Settings
 
 
 class AttentionBlockSettings(Settings):

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
 from mmcli.models.outputs import EncoderOutput
+from mmcli.settings import Settings
 
 
 class EncoderSettings(Settings):

@@ -11,9 +11,9 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
 from mmcli.models.encoders._width import EncoderSettings
 from mmcli.models.outputs import masked_mean, masked_softmax
+from mmcli.settings import Settings
 
 Norm = Literal["batch", "layer", "group", "none"]
 Activation = Literal["gelu", "relu", "silu", "tanh", "leaky_relu", "none"]

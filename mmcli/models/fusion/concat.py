@@ -9,9 +9,9 @@ from pydantic import Field
 import torch
 from torch import nn
 
-from mmcli.config import Settings
 from mmcli.models.outputs import EncoderOutput, FusionOutput
 from mmcli.registries import FUSIONS
+from mmcli.settings import Settings
 
 
 class ConcatFusionConfig(Settings):

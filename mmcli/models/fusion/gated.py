@@ -8,9 +8,9 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
 from mmcli.models.outputs import EncoderOutput, FusionOutput, masked_softmax
 from mmcli.registries import FUSIONS
+from mmcli.settings import Settings
 
 
 class GatedFusionConfig(Settings):

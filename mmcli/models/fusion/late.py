@@ -7,9 +7,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from mmcli.config import Settings
 from mmcli.models.outputs import EncoderOutput, FusionOutput, LateVectors
 from mmcli.registries import FUSIONS
+from mmcli.settings import Settings
 
 
 class LateFusionConfig(Settings):

@@ -6,9 +6,9 @@ from typing import Literal
 
 from torch import nn
 
-from mmcli.config import Settings
 from mmcli.models.outputs import EncoderOutput, FusionOutput
 from mmcli.registries import FUSIONS
+from mmcli.settings import Settings
 
 
 class SumFusionConfig(Settings):

@@ -8,10 +8,10 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from mmcli.config import Settings
 from mmcli.errors import RecipeError
 from mmcli.models.outputs import EncoderOutput, FusionOutput
 from mmcli.registries import FUSIONS
+from mmcli.settings import Settings
 
 
 class TensorFusionConfig(Settings):

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from pydantic import Field, model_validator
@@ -113,3 +114,16 @@ def token_log_probs(logits: Tensor, labels: Tensor) -> Tensor:
     """``[B]``: the summed log-probabilities of the labelled positions."""
     chosen = logits.float().log_softmax(dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (chosen * (labels != IGNORE)).sum(dim=1)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """``transformers``' own warnings off for a while (they would land in a user's terminal mid-answer)."""
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)

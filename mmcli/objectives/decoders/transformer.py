@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from mmcli.settings import Settings
 from mmcli.errors import RecipeError
-from mmcli.objectives.decoders._common import (DecoderContext, GenerationSettings, InputMemory, shifted, token_log_probs,
-                                               token_loss)
+from mmcli.objectives.decoders._common import (DecoderContext, GenerationSettings, InputMemory, quiet_transformers,
+                                               shifted, token_log_probs, token_loss)
 from mmcli.registries import DECODERS
 
 
@@ -64,9 +64,10 @@ class TransformerDecoder(nn.Module):
     def generate(self, rep: Any, batch: dict[str, Tensor] | None, settings: GenerationSettings) -> Tensor:
         memory, mask = self.memory(rep)
         start = torch.full((len(memory), 1), self.context.bos_id, dtype=torch.long, device=memory.device)
-        out = self.lm.generate(input_ids=start, attention_mask=torch.ones_like(start),
-                               encoder_hidden_states=memory, encoder_attention_mask=mask.long(),
-                               pad_token_id=self.context.pad_id, eos_token_id=self.context.eos_id,
-                               bos_token_id=self.context.bos_id,
-                               **settings.transformers_kwargs(self.context.max_length - 1))
+        with quiet_transformers():  # finished beams feed padding back without a mask: a warning, never an error
+            out = self.lm.generate(input_ids=start, attention_mask=torch.ones_like(start),
+                                   encoder_hidden_states=memory, encoder_attention_mask=mask.long(),
+                                   pad_token_id=self.context.pad_id, eos_token_id=self.context.eos_id,
+                                   bos_token_id=self.context.bos_id,
+                                   **settings.transformers_kwargs(self.context.max_length - 1))
         return out[:, 1:]

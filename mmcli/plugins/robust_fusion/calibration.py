@@ -1,5 +1,5 @@
 """After training: decide, for each (missing input or none, task), what answers the task
-(``model.missing_fallback``; why in :mod:`mmcli.plugins.robust_fusion.missing_fallback`)."""
+(``model.missing_fallback``; why in docs/robust-fusion.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from mmcli.plugins.robust_fusion.task_protocol import robust_tasks
 from mmcli.plugins.robust_fusion.unimodal import NAME as UNIMODAL
 from mmcli.runs import BEST_CHECKPOINT, atomic_write_json
 from mmcli.training.callbacks.base import Callback
-from mmcli.training.checkpoint import save_checkpoint
+from mmcli.training.checkpoints import save_checkpoint
 
 MISSING_FALLBACK_FILE = "missing_fallback.json"
 
@@ -123,20 +123,14 @@ def _best_replacement(model: Any, unimodal: Any, task: str, missing: str | None,
                       target: torch.Tensor, labelled: torch.Tensor, model_loss: torch.Tensor, entry: dict[str, Any],
                       device: torch.device) -> str:
     """The source that replaces the fused model for ``task`` without ``missing`` (None: on rows with every
-    input present), else "model": of the eligible candidates, the one with the lowest mean validation
-    loss. A remaining input's single-input head is eligible if it beats the fused model at the
-    fallback's confidence, corrected for the number of heads compared (Bonferroni); that head averaged
-    with the fused model is eligible if its mean loss is below the fused model's. Averaging needs no test: on a convex loss (squared error,
-    cross-entropy of the averaged probabilities) the average's loss is at most the mean of its two
-    members' on every row, so a wrong choice costs at most half the head's excess, while the gain is
-    too small for 200 rows to show at 95% (shapes, ``size`` without the video: -5.6% loss, t = 0.7)
-    and real on 4,000 fresh rows. Each candidate's mean loss and bound go to ``entry["replacements"]``."""
+    input present), else "model": the eligible candidate with the lowest mean validation loss. A
+    remaining input's head is eligible if it beats the fused model at the fallback's confidence
+    (Bonferroni over the heads compared); its average with the fused model, if its mean loss is lower
+    (docs/robust-fusion.md says why). Each candidate's mean loss and bound go to ``entry["replacements"]``."""
     objective = model.tasks[task]
     fused = evaluated.predictions[task]
     others = [other for other in evaluated.pooled if other != missing]
-    # several heads compete for one decision: Bonferroni keeps the chance of a false switch at
-    # 1 - confidence (uncorrected, 2 of 5 seeds on shapes switched `size` to a head that was better on
-    # 200 validation rows and worse on 4,000 fresh ones)
+    # several heads compete for one decision: Bonferroni keeps the chance of a false switch at 1 - confidence
     confidence = model.wrappers[NAME].confidence
     z = NormalDist().inv_cdf(1 - (1 - confidence) / max(len(others), 1))
     entry["replacements"] = {}

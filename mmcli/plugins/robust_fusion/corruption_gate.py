@@ -1,31 +1,8 @@
-"""Corruption gate (``model.corruption_gate``): a detector per input that judges, row by row, whether
-the fused model would do better treating the input as missing, so that a destroyed input is dropped
-instead of trusted.
-
-Modality dropout teaches the fused model what to do when an input is absent; an input that is
-present but destroyed (a dead camera, a saturated microphone) still looks present, and the model
-reads its noise as evidence. Training the task heads on noise (``training.modality_noise``) costs
-clean accuracy; the gate does not touch them. While training, a share of rows of each input are
-copied and corrupted (:class:`CorruptedCopies`, the noise model of ``evaluate --robustness``, levels
-in ``[min_level, 1]``). The originals and the copies go through the input's encoder as at inference
-(evaluation mode, no gradient), and the fused model scores each of them twice, with the input and
-with it missing. The detector regresses both numbers of that verdict: the row's loss with the
-input, and the gain (loss with minus loss without). Regressing with squared error estimates their
-expectations given the encoder's vector, so the decision is the expected-loss one: drop when the
-expected gain exceeds ``margin`` times the expected loss with the input. A per-row 0/1 label ("was it
-better without?") would be a coin toss on a row whose input is destroyed but whose task is at chance
-either way: a destroyed video makes the model confidently wrong about motion on most rows and lucky
-on some, and the label thresholded at 0.5 follows the lucky rows' count, not the cost of the unlucky
-ones. So the detector learns *useful vs useless*, not *noisy vs clean*: noise the model sees through
-(a tone under loud noise still has its pitch) is kept, noise that misleads it is dropped. The copies
-never reach the task loss, BatchNorm statistics or the encoders' weights: the model trains exactly
-as without the gate (only the random draws differ), and the detector is a probe on its features.
-
-At inference (:class:`CorruptionGate`, an inference wrapper) an input whose expected gain from being
-dropped exceeds ``margin`` times its expected loss becomes missing for that row; such rows are
-reported (``treated_as_missing`` in metrics and predictions). The detector only knows the corruption
-it was trained on; other damage (blur, occlusion, a swapped file) is not detected unless it looks
-like that to the encoder.
+"""Corruption gate (``model.corruption_gate``): a detector per input regresses, from the encoder's
+vector, the fused model's loss with the input and the gain of treating it as missing (trained on
+corrupted copies of training rows that never reach the task loss); at inference an input whose
+expected gain exceeds ``margin`` times its expected loss is treated as missing for that row.
+Why it regresses losses instead of classifying rows as noisy: docs/robust-fusion.md.
 """
 
 from __future__ import annotations
@@ -40,12 +17,12 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mmcli.config import Settings
 from mmcli.data.corruption import corrupt_rows
 from mmcli.inference.wrappers import InferenceWrapper
 from mmcli.models.outputs import EncoderOutput, finish
 from mmcli.objectives.base import Objective
 from mmcli.plugins.robust_fusion.task_protocol import robust_tasks
+from mmcli.settings import Settings
 from mmcli.training.callbacks.base import Callback
 
 NAME = "corruption_gate"

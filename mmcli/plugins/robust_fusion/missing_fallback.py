@@ -1,24 +1,8 @@
 """Missing-input fallback (``model.missing_fallback``): when an input is missing, each task answers
-from the source that was measured to do best without it: the fused model, a single-input head of a
-remaining input, the average of the two (a two-member ensemble), or the task's prior (the constant
-that minimises its loss on the training labels).
-
-A fused model trained with modality dropout still produces *some* answer for ``size`` when the
-only input that knows size is missing, and that answer moves with inputs that know nothing about
-size: it has fitted noise on the few training rows where the input was dropped. A single-modality
-model of the remaining inputs, which never saw the signal, predicts a near-constant and beats it.
-Likewise, with the pitch (audio) missing, ``scene`` is best answered from the shape alone, and the
-image's own head (``model.unimodal_loss``) does that better than the fused heads, which were
-trained almost always with both. And where the fused model and a remaining input's head are about
-equally good, their average is better than either (their errors are far from identical).
-
-What each task does without each input is measured, not assumed, after training on the validation
-split (:mod:`mmcli.plugins.robust_fusion.calibration`). With ``complete_rows`` (the default), rows
-with every input present get the same treatment with nothing removed: the fused model, or its
-average with a single-input head where that is better on validation.
-
-Rows not answered by the fused model are reported (``answered_by`` in metrics and predictions).
-Inputs made missing by the corruption gate count as missing.
+from the source measured (on the validation split, after training) to do best without it: the fused
+model, a remaining input's single-input head, the average of the two, or the task's prior. Rows not
+answered by the fused model are reported (``answered_by``); inputs the corruption gate hid count as
+missing. Why and how the choice is made: docs/robust-fusion.md.
 """
 
 from __future__ import annotations
@@ -29,9 +13,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from mmcli.config import Settings
 from mmcli.inference.wrappers import InferenceWrapper
 from mmcli.plugins.robust_fusion.unimodal import NAME as UNIMODAL
+from mmcli.settings import Settings
 
 NAME = "missing_fallback"
 ANSWERED_BY = "answered_by"  # metrics key: task -> {source: rows}; predictions: task -> source

@@ -1,6 +1,7 @@
 """Checkpoints: resume from the newest full checkpoint, save one every ``training.checkpoint_every``
 steps and at each epoch end (pruned to ``training.keep_checkpoints``), and keep the best epoch's
-weights apart in ``checkpoints/best``. Only the main process writes; every process resumes."""
+weights apart in ``checkpoints/best``. Only the main process writes; every process resumes. What a
+checkpoint holds and how it is written: :mod:`mmcli.training.checkpoints`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from typing import Any
 
 from mmcli.runs import BEST_CHECKPOINT, CHECKPOINTS
 from mmcli.training.callbacks.base import Callback
-from mmcli.training.checkpoint import save_checkpoint
-from mmcli.training.state import list_checkpoints, load_training_state, save_training_state
+from mmcli.training.checkpoints import list_checkpoints, load_training_state, save_checkpoint, save_training_state
 
 
 class Checkpointing(Callback):

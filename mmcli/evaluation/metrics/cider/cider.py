@@ -4,8 +4,6 @@ A re-implementation of pycocoevalcap's ``cider_scorer.py`` (not a dependency: 10
 jars). Tokenisation stands in for coco-caption's Java PTBTokenizer: lowercase, every character
 that is neither a word character nor whitespace becomes a space, split on whitespace. Unlike PTB
 it splits contractions as "don t" (PTB: "do n't") and splits hyphenated words.
-
-`evaluate` scans this file's imports with a regex: keep ONE import per line.
 """
 
 import math
@@ -13,19 +11,9 @@ import re
 from collections import Counter
 from typing import Sequence
 
-import datasets
-import evaluate
+from mmcli.evaluation.metric_base import TextMetric
+from mmcli.evaluation.metric_base import reference_rows
 
-_DESCRIPTION = "CIDEr-D (n = 1..4, sigma = 6, clipped tf-idf cosine, Gaussian length penalty, x10)."
-_CITATION = "Vedantam, Zitnick, Parikh, 'CIDEr: Consensus-based Image Description Evaluation', CVPR 2015."
-_KWARGS = """
-Args:
-    predictions: list[str], one candidate caption per image.
-    references: list[str] or list[list[str]], the reference captions of each image.
-Returns:
-    cider: float, mean over images (0 .. about 10; a set of one image always scores 0, since its
-        idf is log(1 / 1)).
-"""
 
 N = 4
 SIGMA = 6.0
@@ -81,22 +69,20 @@ def cider_d(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> 
     return scores
 
 
-def _features(reference: datasets.Value | datasets.Sequence) -> datasets.Features:
-    return datasets.Features({"predictions": datasets.Value("string"), "references": reference})
+class Cider(TextMetric):
+    """CIDEr-D (n = 1..4, sigma = 6, clipped tf-idf cosine, Gaussian length penalty, x10)."""
 
-
-class Cider(evaluate.Metric):
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS,
-            features=[_features(datasets.Sequence(datasets.Value("string"))), _features(datasets.Value("string"))],
-        )
+    NAME = "cider"
+    CITATION = "Vedantam, Zitnick, Parikh, 'CIDEr: Consensus-based Image Description Evaluation', CVPR 2015."
+    INPUTS = """
+Args:
+    predictions: list[str], one candidate caption per image.
+    references: list[str] or list[list[str]], the reference captions of each image.
+Returns:
+    cider: float, mean over images (0 .. about 10; a set of one image always scores 0, since its
+        idf is log(1 / 1)).
+"""
 
     def _compute(self, predictions, references):
-        rows = [[ref] if isinstance(ref, str) else list(ref) for ref in references]
-        if any(not row for row in rows):
-            raise ValueError("every prediction needs at least one reference")
-        scores = cider_d(list(predictions), rows)
+        scores = cider_d(list(predictions), reference_rows(references))
         return {"cider": sum(scores) / len(scores)}

@@ -1,18 +1,20 @@
-"""Macro mean average precision for multi-label scores (bundled with mmcli, loaded by path).
-
-`evaluate` scans this file's imports with a regex: keep ONE import per line.
-"""
+"""Macro mean average precision for multi-label scores (bundled with mmcli, loaded by path)."""
 
 import math
 
 import datasets
-import evaluate
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-_DESCRIPTION = "Mean over classes of sklearn's average precision; classes with no positive are left out."
-_CITATION = ""
-_KWARGS = """
+from mmcli.evaluation.metric_base import BundledMetric
+from mmcli.evaluation.metric_base import pair_features
+
+
+class MeanAveragePrecision(BundledMetric):
+    """Mean over classes of sklearn's average precision; classes with no positive are left out."""
+
+    NAME = "mean_average_precision"
+    INPUTS = """
 Args:
     predictions: list[list[float]], per row one score per class (higher = more likely).
     references: list[list[int]], per row the multi-hot 0/1 labels, same width.
@@ -21,19 +23,8 @@ Returns:
         equals sklearn's average_precision_score(average="macro") when every class has one.
     per_class_ap: list with each class's AP, NaN for a class with no positive (AP undefined).
 """
-
-
-class MeanAveragePrecision(evaluate.Metric):
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS,
-            # float64, not float32: near-equal scores must not collapse into ties.
-            features=datasets.Features(
-                {"predictions": datasets.Sequence(datasets.Value("float64")), "references": datasets.Sequence(datasets.Value("int64"))}
-            ),
-        )
+    # float64, not float32: near-equal scores must not collapse into ties.
+    FEATURES = pair_features(datasets.Sequence(datasets.Value("float64")), datasets.Sequence(datasets.Value("int64")))
 
     def _compute(self, predictions, references):
         scores, labels = np.asarray(predictions, dtype=np.float64), np.asarray(references, dtype=np.int64)

@@ -1,17 +1,25 @@
-"""Retrieval metrics from ranked lists: recall@K, median rank, MRR (bundled with mmcli, loaded by path).
-
-`evaluate` scans this file's imports with a regex: keep ONE import per line.
-"""
+"""Retrieval metrics from ranked lists: recall@K, median rank, MRR (bundled with mmcli, loaded by path)."""
 
 from typing import Sequence
 
 import datasets
-import evaluate
 import numpy as np
 
-_DESCRIPTION = "Recall@K, median rank and mean reciprocal rank of the first positive in each ranked list."
-_CITATION = ""
-_KWARGS = """
+from mmcli.evaluation.metric_base import BundledMetric
+from mmcli.evaluation.metric_base import pair_features
+
+
+def first_positive_rank(ranked: Sequence[int], positives: Sequence[int]) -> int | None:
+    """1-based position of the first positive in ``ranked``; None if no positive is listed."""
+    wanted = set(positives)
+    return next((i + 1 for i, item in enumerate(ranked) if item in wanted), None)
+
+
+class Retrieval(BundledMetric):
+    """Recall@K, median rank and mean reciprocal rank of the first positive in each ranked list."""
+
+    NAME = "retrieval"
+    INPUTS = """
 Args:
     predictions: list[list[int]], per query the gallery ids ranked best first (ties are broken by
         this order: the metric does not see scores).
@@ -23,24 +31,7 @@ Returns:
     median_rank: median 1-based rank of the first positive (len(list) + 1 when none is listed);
     mrr: mean of 1 / rank (0 for a query with no positive in its list).
 """
-
-
-def first_positive_rank(ranked: Sequence[int], positives: Sequence[int]) -> int | None:
-    """1-based position of the first positive in ``ranked``; None if no positive is listed."""
-    wanted = set(positives)
-    return next((i + 1 for i, item in enumerate(ranked) if item in wanted), None)
-
-
-class Retrieval(evaluate.Metric):
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS,
-            features=datasets.Features(
-                {"predictions": datasets.Sequence(datasets.Value("int64")), "references": datasets.Sequence(datasets.Value("int64"))}
-            ),
-        )
+    FEATURES = pair_features(datasets.Sequence(datasets.Value("int64")), datasets.Sequence(datasets.Value("int64")))
 
     def _compute(self, predictions, references, ks=(1, 5, 10)):
         found = [first_positive_rank(r, p) for r, p in zip(predictions, references)]

@@ -10,26 +10,14 @@ Scoring: with one or two references a prediction scores 1 if it matches any. Wit
 scores min(#matching references / 3, 1), the VQA rule; leave_one_out=True averages that rule over
 the subsets that leave one reference out, as the official script does for its ten answers
 (3 of 10 matching: 0.9 instead of 1).
-
-`evaluate` scans this file's imports with a regex: keep ONE import per line.
 """
 
 import re
 from typing import Sequence
 
-import datasets
-import evaluate
+from mmcli.evaluation.metric_base import TextMetric
+from mmcli.evaluation.metric_base import reference_rows
 
-_DESCRIPTION = "VQA accuracy: normalised exact match; min(#matches / 3, 1) with 3+ reference answers."
-_CITATION = "Antol et al., 'VQA: Visual Question Answering', ICCV 2015."
-_KWARGS = """
-Args:
-    predictions: list[str], one answer per question.
-    references: list[str] (one answer per question) or list[list[str]] (the annotators' answers).
-    leave_one_out: with 3+ references, average the rule over leave-one-out subsets (official script).
-Returns:
-    vqa_accuracy: float in [0, 1], mean over questions.
-"""
 
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
 _COMMA_BETWEEN_DIGITS = re.compile(r"(\d)(,)(\d)")
@@ -62,20 +50,21 @@ def answer_score(prediction: str, references: Sequence[str], leave_one_out: bool
     return sum(min((total - m) / 3.0, 1.0) for m in matches) / len(matches)
 
 
-def _features(reference: datasets.Value | datasets.Sequence) -> datasets.Features:
-    return datasets.Features({"predictions": datasets.Value("string"), "references": reference})
+class VqaAccuracy(TextMetric):
+    """VQA accuracy: normalised exact match; min(#matches / 3, 1) with 3+ reference answers."""
 
-
-class VqaAccuracy(evaluate.Metric):
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS,
-            features=[_features(datasets.Sequence(datasets.Value("string"))), _features(datasets.Value("string"))],
-        )
+    NAME = "vqa_accuracy"
+    CITATION = "Antol et al., 'VQA: Visual Question Answering', ICCV 2015."
+    INPUTS = """
+Args:
+    predictions: list[str], one answer per question.
+    references: list[str] (one answer per question) or list[list[str]] (the annotators' answers).
+    leave_one_out: with 3+ references, average the rule over leave-one-out subsets (official script).
+Returns:
+    vqa_accuracy: float in [0, 1], mean over questions.
+"""
 
     def _compute(self, predictions, references, leave_one_out=False):
-        rows = [[ref] if isinstance(ref, str) else list(ref) for ref in references]
+        rows = reference_rows(references, required=False)
         scores = [answer_score(p, refs, leave_one_out) for p, refs in zip(predictions, rows)]
         return {"vqa_accuracy": sum(scores) / len(scores)}
