@@ -11,6 +11,8 @@ from torch import Tensor, nn
 from mmcli.errors import RecipeError
 from mmcli.models.backbone import (Backbone, build_attention, build_encoders, build_fusion, build_shared, fused_size,
                                    check_name, fusion_combines_predictions, fusion_inputs, shared_size)
+from mmcli.models.adapters import add_adapters
+from mmcli.models.seeded import seeded
 from mmcli.objectives.base import BuildContext, Objective
 from mmcli.registries import LOSS_WEIGHTINGS, OBJECTIVES, active_plugins
 
@@ -71,30 +73,44 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
                             late_inputs=late, shared_size=size, tasks=dict(tasks), fused_size=fused,
                             target_specs=target_specs)
 
-    # Creation order is part of seeded initialisation: encoders, task heads, fusion, attention, then
-    # everything newer. Runs from before the split into backbone and objectives keep their numbers.
+    # every component draws its initial weights from a generator of its own (models/seeded.py)
+    seed = recipe.seed
     encoders = build_encoders(recipe, preprocessing)
     for name, cfg in recipe.tasks.items():
         check_name("task", name)
-        tasks[name] = OBJECTIVES.build(cfg, context=context(name, preprocessing["tasks"][name]["spec"]))
-    fusion = build_fusion(recipe)
-    attention = build_attention(recipe)
-    backbone = Backbone(encoders, fusion, attention, dropout=recipe.model.dropout, shared=build_shared(recipe),
+        with seeded(seed, f"tasks.{name}"):
+            tasks[name] = OBJECTIVES.build(cfg, context=context(name, preprocessing["tasks"][name]["spec"]))
+    with seeded(seed, "fusion"):
+        fusion = build_fusion(recipe)
+    with seeded(seed, "attention"):
+        attention = build_attention(recipe)
+    with seeded(seed, "shared_space"):
+        shared = build_shared(recipe)
+    backbone = Backbone(encoders, fusion, attention, dropout=recipe.model.dropout, shared=shared,
                         fusion_inputs=recipe.model.fusion_inputs)
     objectives: dict[str, Objective] = dict(tasks)
     for name, cfg in recipe.objectives.items():
         check_name("objective", name)
-        objectives[name] = OBJECTIVES.build(cfg, context=context(name))
+        with seeded(seed, f"objectives.{name}"):
+            objectives[name] = OBJECTIVES.build(cfg, context=context(name))
     plugins = active_plugins()
     for plugin in plugins:
-        for name, objective in plugin.objectives(recipe, context).items():
+        with seeded(seed, f"plugins.{type(plugin).__name__}"):
+            added = plugin.objectives(recipe, context)
+        for name, objective in added.items():
             if name in objectives:
                 raise RecipeError(f"'{name}' names a task or objective and also one that {type(plugin).__name__} adds",
                                   hint="rename the task or objective")
             objectives[name] = objective
-    weighting = LOSS_WEIGHTINGS.build(recipe.training.loss_weighting,
-                                      weights={name: objective.weight for name, objective in objectives.items()})
+    with seeded(seed, "weighting"):
+        weighting = LOSS_WEIGHTINGS.build(recipe.training.loss_weighting,
+                                          weights={name: objective.weight for name, objective in objectives.items()})
     wrappers: dict[str, nn.Module] = {}
     for plugin in plugins:
-        wrappers.update(plugin.wrappers(recipe, objectives))
-    return MultimodalModel(backbone, objectives, weighting, wrappers)
+        with seeded(seed, f"wrappers.{type(plugin).__name__}"):
+            wrappers.update(plugin.wrappers(recipe, objectives))
+    model = MultimodalModel(backbone, objectives, weighting, wrappers)
+    if recipe.training.adapters is not None:
+        with seeded(seed, "adapters"):
+            add_adapters(model, recipe.training.adapters)
+    return model

@@ -77,3 +77,12 @@ def resolve_model_path(name: str) -> str:
             raise MmcliError(f"'{name}': name the package after '{SCHEME}', e.g. '{MINILM}'")
         return package_model_dir(dist)
     return name
+
+
+PRETRAINED_FROM = "mmcli_pretrained_from"  # on a module whose weights were loaded from a model folder
+
+
+def mark_pretrained(module: object, source: str) -> None:
+    """Remember that ``module``'s weights come from ``source`` (a folder the model is rebuilt from), so a
+    checkpoint can refer to them while they are frozen instead of copying them."""
+    setattr(module, PRETRAINED_FROM, source)

@@ -74,6 +74,7 @@ def predict(
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Text tasks, sampling: softmax temperature.")] = None,
     top_p: Annotated[Optional[float], typer.Option("--top-p", help="Text tasks, sampling: nucleus mass.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Text tasks, sampling: the seed of the draws.")] = None,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="What a language-model task is asked about the sample (default: its recipe's prompt).")] = None,
     num_proc: NumProcOpt = 2, json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Predict every task for a manifest or for one sample: a table (JSON with --json); a file only with --output.
@@ -90,12 +91,15 @@ def predict(
         decoding = {"num_beams": num_beams, "max_new_tokens": max_new_tokens, "length_penalty": length_penalty,
                     "no_repeat_ngram_size": no_repeat_ngram_size, "do_sample": do_sample, "temperature": temperature,
                     "top_p": top_p, "seed": seed}
+        stream = None if out.json or out.quiet or manifest else _print_as_it_comes
         return predict_run(run_dir, manifest=manifest, sample=sample, output=output, num_proc=num_proc,
-                           quiet=not out.show_progress, decoding=decoding)
+                           quiet=not out.show_progress, decoding=decoding, prompt=prompt, on_text=stream)
 
     def render(result: dict[str, Any]) -> None:
         from mmcli.cli.render import console, predictions_table
 
+        if result.get("streamed"):
+            typer.echo("")  # the answer was printed as it came; the table follows for every task
         console.print(predictions_table(result))
         if result["predicted"] > 20 and not result["output"]:
             console.print(f"{result['predicted'] - 20} more rows: --json prints them all, -o FILE writes them")
@@ -112,6 +116,13 @@ predict.epilog = examples(
     "mmcli predict runs/captioning --image data/shapes/images/00001.png --audio data/shapes/audio/00001.wav --num-beams 4",
     "mmcli predict runs/quickstart --image data/shapes/images/00001.png --audio data/shapes/audio/00001.wav --text 'it looks crimson'",
 )
+
+
+def _print_as_it_comes(text: str) -> None:
+    import sys
+
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def encode(

@@ -20,7 +20,8 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest request body in MB; a larger one is answered 413.")] = 32.0,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
-    """Serve a trained run over HTTP: POST /predict (JSON or multipart), GET /health; Ctrl-C or SIGTERM
+    """Serve a trained run over HTTP: POST /predict (JSON or multipart), GET /health, and for a language-model
+    task POST /generate (streamed) and a chat page at /; Ctrl-C or SIGTERM
     stops it within about two seconds (requests still waiting are answered 503)."""
     out = mode(json_output, quiet, debug)
 
@@ -29,7 +30,7 @@ def serve(
         import sys
 
         line = json.dumps({"listening": address["url"], **address}) if out.json else \
-            f"serving {address['run_dir']} on {address['url']} (POST /predict, GET /health); Ctrl-C stops"
+            f"serving {address['run_dir']} on {address['url']} ({', '.join(address['endpoints'])}); Ctrl-C stops"
         print(line, file=sys.stderr, flush=True)
 
     def work() -> dict[str, Any]:
@@ -52,17 +53,27 @@ def export(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="File to write (default RUN_DIR/export/model.onnx or model.pt).")] = None,
     split: Annotated[str, typer.Option("--split", help="Split whose rows trace the model and check the file.")] = "test",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
+    merge_adapters: Annotated[bool, typer.Option("--merge-adapters", help="Fold a language model's LoRA adapters into its weights: a run directory (default RUN_DIR/export/merged) whose language model is a plain transformers folder, checked to answer as the run does.")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Export a trained run (decoded input tensors -> each task's answer), checked against the run's model."""
     out = mode(json_output, quiet, debug)
 
     def work() -> dict[str, Any]:
+        if merge_adapters:
+            from mmcli.workflows.merge_adapters import merge_adapters as merge
+
+            return merge(run_dir, output, overwrite, split)
         from mmcli.workflows.export import export_run
 
         return export_run(run_dir, fmt, output, overwrite, split)
 
     def render(result: dict[str, Any]) -> None:
+        if "language_models" in result:
+            typer.echo(f"wrote {result['output']} (language models: {', '.join(result['language_models'])}); its logits "
+                       f"differ from the run's by at most {result['max_abs_logit_difference']:.1e}, its greedy answers "
+                       "are the same")
+            return
         check = result["check"]
         typer.echo(f"wrote {result['output']} and {result['output']}.json; on {check['rows']} rows of {check['split']} "
                    f"it differs from the run's model by at most {check['max_abs_difference']:.1e}")
@@ -70,4 +81,5 @@ def export(
     execute(out, work, render)
 
 
-export.epilog = examples("mmcli export runs/quickstart --format onnx", "mmcli export runs/quickstart -f torchscript -o model.pt")
+export.epilog = examples("mmcli export runs/quickstart --format onnx", "mmcli export runs/quickstart -f torchscript -o model.pt",
+                         "mmcli export runs/vlm --merge-adapters -o vlm-merged")

@@ -44,7 +44,8 @@ def cache_key(recipe: Any, manifest: Path, table: pd.DataFrame, media_columns: l
                    "preprocessing": cfg.preprocessing.model_dump(mode="json")}
             for name, cfg in sorted(recipe.inputs.items())
         },
-        "tasks": {name: {"type": cfg.type, "column": cfg.column} for name, cfg in sorted(recipe.tasks.items())},
+        "tasks": {name: cfg.codec_settings() if callable(getattr(cfg, "codec_settings", None))
+                  else {"type": cfg.type, "column": cfg.column} for name, cfg in sorted(recipe.tasks.items())},
         **_objective_columns(recipe),
         "data": recipe.data.model_dump(mode="json", exclude={"manifest", "cache_dir", "train_fraction"}),  # fraction: after the cache
         "seed": recipe.seed,

@@ -28,12 +28,17 @@ def target_columns(recipe: Any) -> dict[str, tuple[str, Any]]:
 
 
 def fit_targets(recipe: Any, train: pd.DataFrame) -> dict[str, Any]:
-    """batch key -> fitted codec, fitted on the train rows of its column."""
+    """batch key -> fitted codec, fitted on the train rows of its column (and of the columns its settings'
+    ``fit_columns()`` add, e.g. a vocabulary both stages of a recipe share)."""
     targets = {}
     for key, (where, cfg) in target_columns(recipe).items():
         codec = cfg.target_codec()
+        columns = cfg.fit_columns() if callable(getattr(cfg, "fit_columns", None)) else [cfg.column]
+        missing = [column for column in columns if column not in train.columns]
+        if missing:
+            raise DataError(f"{where}: column '{missing[0]}' is not in the manifest")
         try:
-            codec.fit(train[cfg.column].tolist())
+            codec.fit([value for column in columns for value in train[column].tolist()])
         except (ValueError, TypeError) as error:
             raise DataError(f"{where}: cannot fit labels from column '{cfg.column}': {error}") from error
         targets[key] = codec
@@ -67,6 +72,9 @@ def encode_targets(recipe: Any, table: pd.DataFrame, targets: dict[str, Any], re
         cells = table[cfg.column].tolist()
         values, bad = _encode_rows(targets[key], cells)
         encoded[key] = values
+        if callable(getattr(cfg, "row_errors", None)):  # what a value alone cannot tell (a medium it names is absent)
+            for row, reason in cfg.row_errors(recipe, table).items():
+                bad.setdefault(row, reason)
         if labelled and not getattr(cfg, "allow_missing", True):
             for row in np.flatnonzero(~targets[key].labelled(values)).tolist():
                 if row not in bad:  # empty, null, or (regression) not finite

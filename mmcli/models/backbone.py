@@ -12,6 +12,7 @@ from mmcli.errors import RecipeError
 from mmcli.models.encoders._width import ToHidden
 from mmcli.models.outputs import EncoderOutput
 from mmcli.models.representation import Representation
+from mmcli.models.seeded import seeded
 from mmcli.registries import ATTENTIONS, ENCODERS, FUSIONS
 from mmcli.settings import Settings
 
@@ -78,8 +79,9 @@ def build_encoders(recipe: Any, preprocessing: dict) -> dict[str, nn.Module]:
             continue
         spec = {**preprocessing["inputs"][name]["spec"], "input": name}  # lets encoder errors name the recipe key
         width = getattr(cfg.encoder, "width", None) or hidden
-        encoder = ENCODERS[cfg.modality].build(cfg.encoder, spec=spec, hidden_size=width)
-        encoders[name] = encoder if width == hidden else ToHidden(encoder, width, hidden)
+        with seeded(recipe.seed, f"encoders.{name}"):
+            encoder = ENCODERS[cfg.modality].build(cfg.encoder, spec=spec, hidden_size=width)
+            encoders[name] = encoder if width == hidden else ToHidden(encoder, width, hidden)
     for name, cfg in recipe.inputs.items():
         other = getattr(cfg, "share_encoder", None)
         if other:

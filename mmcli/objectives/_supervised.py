@@ -97,6 +97,12 @@ class SupervisedSettings(ObjectiveSettings):
         """A fresh codec (to fit on the train split), or the one a fitted ``spec`` describes."""
         raise TypeError(f"{type(self).__name__} names no target codec")
 
+    def codec_settings(self) -> dict[str, Any]:
+        """What the preprocessing cache key holds of this task: everything that changes how its column is
+        encoded (a task type with codec settings adds them)."""
+        settings = {"type": self.type, "column": self.column}  # type: ignore[attr-defined]
+        return settings | ({"report_by": self.report_by} if self.report_by else {})
+
     def target_columns(self, name: str) -> dict[str, Any]:
         return {report_key(name): CategoryColumn(self.report_by)} if self.report_by else {}
 
@@ -178,8 +184,8 @@ class HeadSettings(SupervisedSettings):
     """A task answered by a head on the fused vector."""
 
     hidden: int | None = Field(None, ge=1, description="MLP hidden size of the head; None = one linear layer")
-    dropout: float = Field(0.1, ge=0, lt=1, description="dropout at the head's input, after model.dropout on the "
-                                                         "fused vector (the two compound; set one to 0 for a single one)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="more dropout at the head's input, on top of model.dropout on "
+                                                         "the fused vector (default none: one dropout, model.dropout)")
 
 
 def mlp(hidden_size: int, out: int, hidden: int | None, dropout: float) -> nn.Sequential:

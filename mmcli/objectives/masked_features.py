@@ -82,15 +82,7 @@ class MaskedFeatures(Objective):
 
     def _hide(self, x: Tensor, hidden: Tensor) -> Tensor:
         """``x`` with the regions of ``hidden [B, T]`` tokens set to the input's mean."""
-        fill = (self.mean * 255.0).round().to(x.dtype) if self.modality in ("image", "video") else self.mean.to(x.dtype)
-        if self.modality == "image":
-            grid = math.isqrt(hidden.shape[1])
-            region = F.interpolate(hidden.view(-1, 1, grid, grid).float(), size=x.shape[-2:], mode="nearest").bool()
-            return torch.where(region, fill, x)
-        if self.modality == "audio":
-            region = F.interpolate(hidden.unsqueeze(1).float(), size=x.shape[-1], mode="nearest").bool()
-            return torch.where(region, fill, x)
-        return torch.where(hidden.view(*hidden.shape, 1, 1, 1), fill, x)
+        return hide_regions(x, hidden, self.modality, self.mean)
 
     def _masked_error(self, rep: Any, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor] | None:
         """(squared errors ``[B, T, W]``, hidden real tokens ``[B, T]``), or None without a real token."""
@@ -111,6 +103,21 @@ class MaskedFeatures(Objective):
             return None
         error, hidden = found
         return error[hidden].mean()
+
+
+def hide_regions(x: Tensor, hidden: Tensor, modality: str, mean: Tensor) -> Tensor:
+    """``x`` (raw pixels, features or frames) with the regions of the ``hidden [B, T]`` tokens set to the
+    input's ``mean``: an image's ``g x g`` grid cells, audio frames (after the encoder's downsampling),
+    video frames."""
+    fill = (mean * 255.0).round().to(x.dtype) if modality in ("image", "video") else mean.to(x.dtype)
+    if modality == "image":
+        grid = math.isqrt(hidden.shape[1])
+        region = F.interpolate(hidden.view(-1, 1, grid, grid).float(), size=x.shape[-2:], mode="nearest").bool()
+        return torch.where(region, fill, x)
+    if modality == "audio":
+        region = F.interpolate(hidden.unsqueeze(1).float(), size=x.shape[-1], mode="nearest").bool()
+        return torch.where(region, fill, x)
+    return torch.where(hidden.view(*hidden.shape, 1, 1, 1), fill, x)
 
 
 def hide_draws(shape: torch.Size, device: torch.device, training: bool) -> Tensor:

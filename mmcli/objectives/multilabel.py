@@ -104,6 +104,9 @@ class MultilabelConfig(HeadSettings):
     tune_thresholds: bool = Field(True, description="after training, choose each class's decision threshold on the "
                                                     "validation split (best F1); otherwise 0.5")
 
+    def codec_settings(self) -> dict[str, Any]:
+        return super().codec_settings() | {"separator": self.separator, "empty": self.empty}
+
     def target_codec(self, spec: dict | None = None) -> LabelSets:
         return LabelSets.from_spec(spec) if spec is not None else LabelSets(self.separator, self.empty)
 

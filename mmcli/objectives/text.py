@@ -17,6 +17,7 @@ from mmcli.errors import BadValue, DataError
 from mmcli.objectives._supervised import SupervisedObjective, SupervisedSettings
 from mmcli.objectives.base import BuildContext, check_inputs
 from mmcli.objectives.decoders._common import DecoderContext, GenerationSettings
+from mmcli.objectives.decoders.chat import ChatTargets
 from mmcli.registries import DECODERS, OBJECTIVES
 
 TEXT_METRICS = {"bleu": True, "chrf": True, "rouge_l": True, "cider": True, "vqa_accuracy": True}
@@ -105,6 +106,10 @@ class TextTargets:
     def labelled(self, encoded: np.ndarray) -> np.ndarray:
         return np.asarray(encoded)[:, 0] != self.pad_id
 
+    def answers(self, encoded: np.ndarray) -> list[str]:
+        """The encoded targets as texts (what generation is scored against)."""
+        return self.decode(np.asarray(encoded).tolist())
+
     def decode(self, ids: Iterable[Iterable[int]]) -> list[str]:
         """Token ids (with or without ``BOS``, cut at ``EOS``) -> texts."""
         texts = []
@@ -165,6 +170,10 @@ class TextConfig(SupervisedSettings):
                     "normalisation (vqa_accuracy); BLEU-4 is 0 for answers under four words")
     main_metric: Literal["cider", "bleu", "chrf", "rouge_l", "vqa_accuracy"] = Field(
         "cider", description="the metric that picks the best checkpoint when this task is monitored")
+    prompt: str | None = Field(None, description="language-model decoders: the user turn a plain-text target answers "
+                                                 "(e.g. '<image>\\nDescribe the clip.'), and what predict asks without "
+                                                 "--prompt; a conversation column needs none")
+    system: str | None = Field(None, description="language-model decoders: a system turn before each conversation")
 
     @field_validator("decoder", mode="before")
     @classmethod
@@ -177,14 +186,62 @@ class TextConfig(SupervisedSettings):
             raise ValueError("tokenizer 'hf' needs tokenizer_path (a local tokenizer directory)")
         if self.main_metric not in self.metrics:
             raise ValueError(f"main_metric: '{self.main_metric}' is not in metrics ({', '.join(self.metrics)})")
+        chat = self.chat
+        if not chat and (self.prompt or self.system):
+            raise ValueError("prompt and system are for language-model decoders (decoder: {type: hf_causal_lm, ...})")
+        if chat and not self.inputs:
+            raise ValueError("inputs: name the inputs the language model sees (each gets a placeholder, <NAME>)")
         return self
+
+    @property
+    def chat(self) -> bool:
+        """The decoder reads conversations (a language model) rather than plain texts."""
+        return getattr(DECODERS.get(self.decoder.type), "codec", None) is not None
 
     def check(self, recipe: Any, name: str) -> None:
         if self.inputs is not None:
             check_inputs(self.inputs, recipe, f"tasks.{name}.inputs")
 
-    def target_codec(self, spec: dict | None = None) -> TextTargets:
+    def codec_settings(self) -> dict[str, Any]:
+        codec = {"max_length", "tokenizer", "vocab_size", "lowercase", "tokenizer_path", "prompt", "system", "inputs"}
+        decoder = self.decoder.model_dump(mode="json", include={"type", "path", "config", "vocabulary_columns",
+                                                                 "vocabulary_texts"})
+        return super().codec_settings() | self.model_dump(mode="json", include=codec) | {"decoder": decoder}
+
+    def fit_columns(self) -> list[str]:
+        """The columns whose train rows the target codec is fitted on."""
+        return list(getattr(self.decoder, "vocabulary_columns", None) or [self.column])
+
+    def target_codec(self, spec: dict | None = None) -> Any:
+        if self.chat:
+            return DECODERS.get(self.decoder.type).codec(self, spec)
         return TextTargets.from_spec(self, spec) if spec is not None else TextTargets(self)
+
+    def row_errors(self, recipe: Any, table: Any) -> dict[int, str]:
+        """Rows whose conversation shows an input's placeholder while the row has no such medium."""
+        if not self.chat:
+            return {}
+        from mmcli.objectives.decoders.chat import parse_turns, placeholder
+
+        errors: dict[int, str] = {}
+        for name in self.inputs or []:
+            column = recipe.inputs[name].column
+            if column not in table.columns:
+                continue
+            token = placeholder(name)
+            for row, (cell, medium) in enumerate(zip(table[self.column].tolist(), table[column].tolist())):
+                if not is_missing(medium) or row in errors or not isinstance(cell, (str, list)):
+                    continue
+                try:
+                    turns = parse_turns(cell) if isinstance(cell, list) or cell.lstrip().startswith("[") else []
+                except BadValue:
+                    continue  # the codec reports it
+                for number, turn in enumerate(turns):
+                    if token in turn["content"]:
+                        errors[row] = (f"turn {number}: {token} but the row has no {name} (column '{column}' is "
+                                       "empty); remove the placeholder or give the medium")
+                        break
+        return errors
 
 
 @OBJECTIVES.register("text", TextConfig)
@@ -197,7 +254,7 @@ class TextTask(SupervisedObjective):
     def __init__(self, config: TextConfig, context: BuildContext) -> None:
         super().__init__(config, context)
         spec = context.target_spec or {}
-        self.codec = TextTargets.from_spec(config, spec)
+        self.codec = config.target_codec(spec)
         self.generation = config.generation
         self.metrics = {name: TEXT_METRICS[name] for name in config.metrics}
         self.main_metric = config.main_metric
@@ -205,7 +262,7 @@ class TextTask(SupervisedObjective):
         self.decoder = DECODERS.build(config.decoder, context=DecoderContext(
             name=context.name, inputs=inputs, hidden_size=context.hidden_size, vocab_size=int(spec["vocab_size"]),
             pad_id=int(spec["pad_id"]), bos_id=int(spec["bos_id"]), eos_id=int(spec["eos_id"]),
-            max_length=int(spec["max_length"]), spec=spec))
+            max_length=int(spec["max_length"]), spec=spec), codec=self.codec)
 
     def loss(self, rep: Any, batch: dict[str, Tensor]) -> Tensor:
         return self.decoder.loss(rep, batch, batch[self.name])
@@ -217,14 +274,25 @@ class TextTask(SupervisedObjective):
         """The recipe's search settings with ``decoding`` laid over them (validated)."""
         return GenerationSettings(**{**self.generation.model_dump(), **decoding}) if decoding else self.generation
 
-    def predict(self, rep: Any, batch: dict[str, Tensor] | None = None, **decoding: Any) -> Tensor:
+    def predict(self, rep: Any, batch: dict[str, Tensor] | None = None, streamer: Any = None,
+                **decoding: Any) -> Tensor:
+        """The generated answer's ids; ``streamer``: a ``transformers`` streamer fed the tokens as they come."""
         settings = self.settings(**decoding)
+        target = batch.get(self.name) if batch is not None else None
+        if self.codec_reads_prompts and target is None:
+            raise DataError(f"task '{self.name}' answers a prompt, and none was given", hint="pass --prompt")
+        extra = {"target": target, "streamer": streamer} if self.codec_reads_prompts else {}
         if not settings.do_sample:
-            return self._ended(self.decoder.generate(rep, batch, settings))
+            return self._ended(self.decoder.generate(rep, batch, settings, **extra))
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):  # reproducible draws that leave training's RNG alone
             torch.manual_seed(settings.seed)
-            return self._ended(self.decoder.generate(rep, batch, settings))
+            return self._ended(self.decoder.generate(rep, batch, settings, **extra))
+
+    @property
+    def codec_reads_prompts(self) -> bool:
+        """The answer continues a prompt held in the batch (a language model's conversation)."""
+        return isinstance(self.codec, ChatTargets)
 
     def _ended(self, ids: Tensor) -> Tensor:
         """Padding after each answer's first end token (beam search may fill finished answers otherwise)."""
@@ -243,6 +311,6 @@ class TextTask(SupervisedObjective):
         return [{"text": text} for text in self.codec.decode(prediction.tolist())]
 
     def metric_inputs(self, prediction: Tensor, target: Tensor) -> tuple[list[str], list[str]]:
-        """Generated and reference texts of the labelled rows."""
-        labelled = target[:, 0] != self.codec.pad_id
-        return self.codec.decode(prediction[labelled].tolist()), self.codec.decode(target[labelled].tolist())
+        """Generated and reference texts (the last answer of a conversation) of the labelled rows."""
+        labelled = torch.as_tensor(self.codec.labelled(target.cpu().numpy()))
+        return self.codec.decode(prediction[labelled].tolist()), self.codec.answers(target[labelled].cpu().numpy())

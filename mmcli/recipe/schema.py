@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, create_model, model_validator
 
 from mmcli import registries
 from mmcli.errors import RecipeError
+from mmcli.models.adapters import AdapterSettings
 from mmcli.models.backbone import SharedSpaceSettings
 from mmcli.recipe.stages import pretraining_recipe
 from mmcli.registries import (ATTENTIONS, DEFAULT_ENCODER, ENCODERS, FUSIONS, LOSS_WEIGHTINGS, MODALITIES, OBJECTIVES,
@@ -61,12 +62,14 @@ class TrainingSettingsBase(Settings):
                                                      "(weight decay as L2 in the gradient) or sgd")
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
     nesterov: bool = Field(False, description="sgd only: Nesterov momentum")
-    weight_decay: float = Field(0.01, ge=0)
+    weight_decay: float | None = Field(None, ge=0, description="default: 0.01 with adamw (decoupled, as torch's "
+                                       "AdamW), 0 with adam and sgd (where it is an L2 term in the gradient)")
     scheduler: Literal["constant", "cosine", "linear", "step", "plateau"] = Field(
         "cosine", description="learning rate after the warm-up: constant, cosine or linear decay to 0, step (times "
                               "gamma every step_epochs), plateau (times gamma after plateau_patience epochs without "
                               "a better monitored score)")
-    warmup_ratio: float = Field(0.05, ge=0, le=1, description="share of the steps with a linear warm-up (every scheduler)")
+    warmup_ratio: float | None = Field(None, ge=0, le=1, description="share of the steps with a linear warm-up "
+                                       "(default: 0.05 before cosine and linear decay, none before the others)")
     gamma: float = Field(0.1, gt=0, le=1, description="step and plateau: the factor")
     step_epochs: float = Field(1.0, gt=0, description="step: epochs between reductions")
     plateau_patience: int = Field(2, ge=0, description="plateau: epochs without improvement before a reduction")
@@ -92,11 +95,29 @@ class TrainingSettingsBase(Settings):
     freeze_encoders: int | Literal["always"] = Field(0, description="keep the encoders' weights (and BatchNorm "
                                                      "statistics) fixed for this many epochs, or 'always' (a linear "
                                                      "probe of an initialised backbone)")
+    freeze: list[str] = Field(default_factory=list, description="parts that never train: an input's name or modality, "
+                              "vision (image and video towers), towers, fusion, lm (a language model), projector, "
+                              "cross_attention, heads (adapters inside a frozen part still train)")
+    learning_rates: dict[str, float] = Field(default_factory=dict, description="a learning rate per part (as in "
+                                             "freeze), e.g. {projector: 1e-3, lm: 2e-4}; other parameters use "
+                                             "learning_rate")
+    weight_decay_all: bool = Field(False, description="decay every parameter; by default norms, biases, embeddings, "
+                                                      "positions and single scalars (temperatures, gates) are not "
+                                                      "decayed, as in OpenCLIP and timm")
+    adapters: Union[AdapterSettings, None] = Field(None, description="parameter-efficient training: LoRA adapters "
+                                                   "(peft) in the named parts; the weights they adapt stop training")
 
     @model_validator(mode="after")
     def _check_freeze(self) -> "TrainingSettingsBase":
         if isinstance(self.freeze_encoders, int) and self.freeze_encoders < 0:
             raise ValueError("freeze_encoders must be a number of epochs (0 or more) or 'always'")
+        if self.weight_decay is None:
+            self.weight_decay = 0.01 if self.optimizer == "adamw" else 0.0
+        if self.warmup_ratio is None:
+            self.warmup_ratio = 0.05 if self.scheduler in ("cosine", "linear") else 0.0
+        for part, rate in self.learning_rates.items():
+            if not rate > 0:
+                raise ValueError(f"learning_rates.{part}: must be above 0")
         return self
 
 
@@ -193,8 +214,8 @@ def _recipe_model(generation: int) -> type:
         "ModelSettings",
         __base__=Settings,
         hidden_size=(int, Field(64, ge=4)),
-        dropout=(float, Field(0.1, ge=0, lt=1, description="dropout on the fused vector, before the task heads "
-                                                          "(each head also has its own, tasks.NAME.dropout: two in a row; set one to 0 for a single one)")),
+        dropout=(float, Field(0.1, ge=0, lt=1, description="dropout on the fused vector, before the task heads (a "
+                                                          "head may add its own, tasks.NAME.dropout, default 0)")),
         fusion=(fusion, Field(default_factory=lambda: {"type": "concat"}, validate_default=True)),
         fusion_inputs=(Union[list[str], None], Field(None, min_length=1, description="the inputs the fusion combines "
                                                      "(default: every input); e.g. leave out a caption that a "

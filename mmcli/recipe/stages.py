@@ -1,5 +1,6 @@
 """A recipe's stages: the pretraining stage is the recipe with its ``pretrain`` section laid over it
-(mappings merged key by key, anything else replaced), no tasks, and its own run name."""
+(mappings merged key by key, anything else replaced), without the fine-tuning stage's tasks, and with its
+own run name."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def overlay(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def pretraining_recipe(recipe: Any) -> Any:
-    """The recipe ``mmcli pretrain`` trains: the ``pretrain`` section over the recipe, without tasks,
-    expected metrics of the fine-tuning stage, sweeps or ``init``, on every train row (unless the
+    """The recipe ``mmcli pretrain`` trains: the ``pretrain`` section over the recipe, without the tasks,
+    expected metrics, sweeps or ``init`` of the fine-tuning stage (the section may bring tasks of its own,
+    such as captioning that aligns a projector before instruction tuning), on every train row (unless the
     section sets ``data.train_fraction``), named ``NAME-pretrain``. A recipe without a ``pretrain``
     section but with objectives and no tasks is its own pretraining stage. The stage is validated by
     the recipe's own model (so the schema, which checks a recipe's stage, needs no loader)."""
@@ -45,8 +47,6 @@ def pretraining_recipe(recipe: Any) -> Any:
     base["data"]["train_fraction"] = 1.0
     base["training"].update(monitor=None, freeze_encoders=0)  # the fine-tuning stage's: its tasks, its backbone
     stage = overlay(base, recipe.pretrain)
-    if stage.get("tasks"):
-        raise RecipeError("pretrain.tasks: the pretraining stage trains without labels", hint="use pretrain.objectives")
     try:
         return type(recipe).model_validate(stage)
     except ValidationError as error:

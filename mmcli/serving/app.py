@@ -1,4 +1,6 @@
-"""The HTTP interface: ``POST /predict`` (JSON or multipart) and ``GET /health``.
+"""The HTTP interface: ``POST /predict`` (JSON or multipart), ``GET /health``, and for a run with a
+language-model task ``POST /generate`` (one answer streamed as server-sent events) and ``GET /`` (a page to
+chat with it; :mod:`mmcli.serving.generate`).
 
 JSON: ``{"rows": [{"text": "it looks crimson", "image": {"base64": "..."}}]}``, or one row without
 ``"rows"``. Media come as base64 (``{"base64": ..., "suffix": ".png"}``), as multipart file fields
@@ -18,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from mmcli.serving.batcher import BatcherStopped, MicroBatcher
+from mmcli.serving.generate import page, split_settings, stream_answer
 
 DEFAULT_SUFFIX = {"image": ".png", "audio": ".wav", "video": ".mp4"}
 SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}")
@@ -85,6 +90,47 @@ def create_app(predictor: Any, max_batch: int = 32, max_wait_ms: float = 5.0, me
         return {"status": "ok", "run_dir": str(predictor.run.run_dir), "inputs": inputs,
                 "tasks": list(predictor.run.model.tasks), "max_batch": max_batch, "max_wait_ms": max_wait_ms,
                 "max_upload_mb": max_upload_mb, "served": batcher.stats.as_dict()}
+
+    prompted = predictor.prompted_tasks() if hasattr(predictor, "prompted_tasks") else []
+
+    @app.get("/", response_class=HTMLResponse)
+    async def chat_page() -> str:
+        if not prompted:
+            raise HTTPException(status_code=404, detail="this run has no language-model task to chat with; "
+                                                        "POST /predict answers its tasks")
+        return page(Path(predictor.run.run_dir), inputs, prompted[0])
+
+    @app.post("/generate")
+    async def generate(request: Request) -> Any:
+        if not prompted:
+            raise HTTPException(status_code=404, detail="this run has no language-model task (POST /predict instead)")
+        scratch = tempfile.mkdtemp(prefix="mmcli-serve-")
+        try:
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json" and kind not in FORM_TYPES:
+                raise RequestError(f"body: content type '{kind or 'none'}' is not accepted; send multipart/form-data "
+                                   "or application/json", 415)
+            body = await _read_body(request, max_bytes, max_upload_mb)
+            rows = [await _form_row(request, body, max_bytes)] if kind in FORM_TYPES else _json_rows(body)
+            if len(rows) != 1:
+                raise RequestError("rows: /generate answers one row at a time")
+            row, prompt, settings = split_settings(rows[0], RequestError)
+            materialised, shown = _materialise(row, 0, inputs, Path(scratch), root, allow_empty=True)
+        except RequestError as error:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise HTTPException(status_code=error.status, detail=str(error)) from None
+
+        def clean(detail: str) -> str:
+            return _public(detail, 0, inputs, shown, scratch)
+
+        async def events() -> Any:
+            try:
+                async for item in stream_answer(predictor, materialised, prompt, settings, prompted[0], clean):
+                    yield item
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
@@ -195,7 +241,7 @@ async def _form_row(request: Request, body: bytes, max_bytes: int) -> dict[str, 
 
 
 def _materialise(row: dict[str, Any], index: int, inputs: dict[str, str], scratch: Path,
-                 root: Path | None) -> tuple[dict[str, Any], dict[str, str]]:
+                 root: Path | None, allow_empty: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
     """The row with every medium as a file path the run's processors read, and for each such path
     what the client called it (so that an error never shows the server's own paths)."""
     out: dict[str, Any] = {}
@@ -231,7 +277,7 @@ def _materialise(row: dict[str, Any], index: int, inputs: dict[str, str], scratc
         path = scratch / f"{index}-{name}{suffix}"
         path.write_bytes(data)
         out[name], shown[str(path)] = str(path), "the uploaded file"
-    if not out:
+    if not out and not allow_empty:  # a prompt alone may ask a language model without media
         raise RequestError(f"row {index}: no input given (this run's inputs: {', '.join(inputs)})")
     return out, shown
 

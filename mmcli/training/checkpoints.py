@@ -32,6 +32,7 @@ from safetensors.torch import save as save_safetensors
 
 from mmcli.errors import DataError
 from mmcli.legacy import format1_state
+from mmcli.pretrained import PRETRAINED_FROM
 from mmcli.model import CHECKPOINT_FORMAT
 from mmcli.runs import MODEL_INFO, MODEL_WEIGHTS, atomic_write_bytes, atomic_write_json, read_json, staging_dir
 from mmcli.version import __version__
@@ -57,24 +58,81 @@ def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def referenced_weights(model: torch.nn.Module) -> dict[str, list[str]]:
+    """The weights a checkpoint refers to instead of copying: frozen, and restored from where they came
+    (``pretrained``: a model folder the model is built from; ``init``: the run it was initialised from,
+    ``model.initialised_from``). A frozen pretrained language model or tower costs no disk per checkpoint."""
+    frozen = {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
+    pretrained = set()
+    for prefix, module in model.named_modules():
+        if getattr(module, PRETRAINED_FROM, None):
+            pretrained |= {f"{prefix}.{name}" if prefix else name for name, _ in module.named_parameters()} & frozen
+    run, loaded = getattr(model, "initialised_from", (None, []))
+    init = (set(loaded) & frozen) - pretrained
+    return {"pretrained": sorted(pretrained), "init": sorted(init), "init_run": [run] if init else []}
+
+
+def _saved_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
+    referenced = referenced_weights(model)
+    skipped = set(referenced["pretrained"]) | set(referenced["init"])
+    return {k: v for k, v in state_tensors(model).items() if k not in skipped}, referenced
+
+
 def save_checkpoint(directory: Path, model: torch.nn.Module, info: dict[str, Any]) -> Path:
-    """Write weights then metadata, each atomically; metadata last marks the checkpoint complete."""
-    state = state_tensors(model)
+    """Write weights then metadata, each atomically; metadata last marks the checkpoint complete. Frozen
+    weights with a source are referred to, not copied (``referenced`` in the metadata)."""
+    state, referenced = _saved_state(model)
     atomic_write_bytes(directory / MODEL_WEIGHTS, save_safetensors(state))
-    atomic_write_json(directory / MODEL_INFO, {**info, "format": CHECKPOINT_FORMAT, "mmcli": __version__})
+    atomic_write_json(directory / MODEL_INFO, {**info, "format": CHECKPOINT_FORMAT, "mmcli": __version__,
+                                               "referenced": referenced})
     return directory
 
 
 def load_weights(directory: Path, model: torch.nn.Module) -> dict[str, Any]:
-    """Load a checkpoint folder's weights into ``model`` (strictly) and return its metadata. Format-1
-    checkpoints (mmcli 0.1) are read with their keys renamed; newer formats are refused in one line."""
+    """Load a checkpoint folder's weights into ``model`` and return its metadata: every weight of the model
+    is either in the checkpoint or one it refers to (restored from the run it names; pretrained ones the
+    model was built with). Format-1 checkpoints (mmcli 0.1) are read with their keys renamed; newer formats
+    are refused in one line."""
     state = read_state(directory)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise DataError(f"{directory / MODEL_WEIGHTS}: weights do not fit this run's model: "
-                        f"{' '.join(str(error).split())[:200]}") from error
-    return read_json(directory / MODEL_INFO)
+    info = read_json(directory / MODEL_INFO)
+    _load_with_references(model, state, info.get("referenced", {}), directory / MODEL_WEIGHTS)
+    return info
+
+
+def _load_with_references(model: torch.nn.Module, state: dict[str, torch.Tensor], referenced: dict[str, list[str]],
+                          where: Path) -> None:
+    own = set(model.state_dict())
+    allowed = set(referenced.get("pretrained", [])) | set(referenced.get("init", []))
+    problems = sorted(set(state) - own) + sorted((own - set(state)) - allowed)
+    if problems:
+        raise DataError(f"{where}: weights do not fit this run's model ({len(problems)} keys differ, e.g. "
+                        f"{problems[0]})", hint="evaluate with the recipe the run was trained with")
+    wanted = sorted(set(referenced.get("init", [])) & own)
+    if wanted:
+        state = {**state, **weights_of_run(Path(referenced["init_run"][0]), wanted)}
+    with torch.no_grad():
+        model.load_state_dict(state, strict=False)
+
+
+def weights_of_run(run_dir: Path, keys: list[str], depth: int = 0) -> dict[str, torch.Tensor]:
+    """``keys`` from a run's best checkpoint (under their names in the model that asks: a weight a LoRA
+    adapter wraps is ``base_layer`` there), following the run's own references."""
+    from mmcli.runs import BEST_CHECKPOINT
+
+    best = run_dir / BEST_CHECKPOINT
+    if not (best / MODEL_INFO).is_file():
+        raise DataError(f"{run_dir}: the run whose frozen weights this one refers to is gone (no checkpoint)",
+                        hint="keep the run named in init, or train this one again")
+    state = {key.replace(".base_layer.", "."): value for key, value in read_state(best).items()}
+    found = {key: state[key.replace(".base_layer.", ".")] for key in keys if key.replace(".base_layer.", ".") in state}
+    rest = [key for key in keys if key not in found]
+    referenced = read_json(best / MODEL_INFO).get("referenced", {})
+    if rest and referenced.get("init_run") and depth < 8:
+        found.update(weights_of_run(Path(referenced["init_run"][0]), rest, depth + 1))
+    still = [key for key in keys if key not in found]
+    if still:
+        raise DataError(f"{run_dir}: its checkpoint lacks {len(still)} weights this run refers to (e.g. {still[0]})")
+    return found
 
 
 def read_state(directory: Path) -> dict[str, torch.Tensor]:
@@ -149,7 +207,7 @@ def save_training_state(folder: Path, step: int, model: torch.nn.Module, optimiz
     folder.mkdir(parents=True, exist_ok=True)
     staging = staging_dir(folder, f".{PREFIX}{step}.")
     try:
-        weights = state_tensors(model)
+        weights, referenced = _saved_state(model)
         atomic_write_bytes(staging / MODEL_WEIGHTS, save_safetensors(weights))
         optimizer_tensors, optimizer_meta = _optimizer_tensors(optimizer)
         atomic_write_bytes(staging / OPTIMIZER_FILE, save_safetensors(optimizer_tensors))
@@ -157,7 +215,7 @@ def save_training_state(folder: Path, step: int, model: torch.nn.Module, optimiz
         atomic_write_bytes(staging / RNG_FILE, save_safetensors(rng_tensors))
         atomic_write_json(staging / STATE_FILE, {"format": FORMAT, "step": step, "progress": progress,
                                                  "optimizer": optimizer_meta, "scheduler": scheduler.state_dict(),
-                                                 "rng": rng_meta})
+                                                 "rng": rng_meta, "referenced": referenced})
         target = folder / f"{PREFIX}{step}"
         if target.exists():
             _discard(target)
@@ -217,7 +275,8 @@ def load_training_state(checkpoint: Path, model: torch.nn.Module, optimizer: tor
             raise DataError(f"{checkpoint}: written by mmcli 0.1 (checkpoint format {meta.get('format', 1)}); this "
                             f"mmcli resumes format {FORMAT} only", hint="start a new run (its best model still "
                             "evaluates and predicts)")
-        model.load_state_dict(load_safetensors((checkpoint / MODEL_WEIGHTS).read_bytes()), strict=True)
+        _load_with_references(model, load_safetensors((checkpoint / MODEL_WEIGHTS).read_bytes()),
+                              meta.get("referenced", {}), checkpoint / MODEL_WEIGHTS)
         _restore_optimizer(optimizer, load_safetensors((checkpoint / OPTIMIZER_FILE).read_bytes()), meta["optimizer"])
         scheduler.load_state_dict(meta["scheduler"])
         _restore_rng(load_safetensors((checkpoint / RNG_FILE).read_bytes()), meta["rng"])

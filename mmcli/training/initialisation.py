@@ -1,7 +1,9 @@
 """Starting from another run's weights (``init: RUN_DIR``): its best checkpoint's backbone is loaded
 into a new model, after checking that every input both share was preprocessed the same way (the
 same vocabulary, image size, audio features...), since weights trained on other tensors would be
-silently wrong. Objectives are not loaded: a fine-tuning stage brings its own."""
+silently wrong; so is the decoder of a text task both runs have (a language model and its projectors,
+aligned on captions before instruction tuning), also into a decoder that has adapters since (LoRA's
+``base_layer``). Other objectives are not loaded: a fine-tuning stage brings its own."""
 
 from __future__ import annotations
 
@@ -54,8 +56,12 @@ def initialise_from(model: Any, run_dir: str | Path, preprocessing: dict) -> dic
             if found is not None:
                 raise RecipeError(f"init: input '{name}' was preprocessed differently in {run_dir}: {_describe(name, *found)}",
                                   hint="use the same preprocessing settings and training rows as the run you start from")
-    state = {key: value for key, value in read_state(run_dir / BEST_CHECKPOINT).items() if key.startswith(BACKBONE)}
-    own = {key: value for key, value in model.state_dict().items() if key.startswith(BACKBONE)}
+    tasks = set(getattr(model, "tasks", {}))
+    source = {_canonical(key): value for key, value in read_state(run_dir / BEST_CHECKPOINT).items()
+              if _transferable(key, tasks)}
+    own_keys = {_canonical(key): key for key in model.state_dict() if _transferable(key, tasks)}
+    state = {own_keys.get(key, key): value for key, value in source.items()}
+    own = {key: value for key, value in model.state_dict().items() if _transferable(key, tasks)}
     differing = [key for key, value in state.items() if key in own and own[key].shape != value.shape]
     for key in differing:
         if key.startswith(ENCODERS):  # an encoder of another shape was built from other settings: refuse
@@ -66,5 +72,23 @@ def initialise_from(model: Any, run_dir: str | Path, preprocessing: dict) -> dic
     with torch.no_grad():
         model.load_state_dict(loadable, strict=False)
     # a fusion over other inputs (the pretraining stage had a caption input) has other shapes: left as initialised
-    return {"from": str(run_dir), "loaded": len(loadable), "missing": sorted(set(own) - set(loadable)),
+    missing = [key for key in sorted(set(own) - set(loadable)) if ADAPTER not in key]  # adapters start fresh
+    model.initialised_from = (str(run_dir), sorted(loadable))  # checkpoints may refer to these instead of copying them
+    return {"from": str(run_dir), "loaded": len(loadable), "missing": missing,
             "unexpected": sorted(set(state) - set(own)), "shape_differs": sorted(differing)}
+
+
+ADAPTER = ".lora_"  # peft's adapter weights: new in a stage that adds them
+
+
+def _transferable(key: str, tasks: set[str]) -> bool:
+    """The backbone, and the decoder of a task this model has."""
+    if key.startswith(BACKBONE):
+        return True
+    parts = key.split(".")
+    return len(parts) > 2 and parts[0] == "objectives" and parts[1] in tasks and parts[2] == "decoder"
+
+
+def _canonical(key: str) -> str:
+    """A weight's name without what adapters insert (a LoRA-wrapped layer keeps its weight in base_layer)."""
+    return key.replace(".base_layer.", ".")

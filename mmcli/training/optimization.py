@@ -14,12 +14,44 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau, SequentialLR, StepLR
 
 
-def build_optimizer(parameters: Any, cfg: Any) -> torch.optim.Optimizer:
+NOT_DECAYED = ("position", "pos_embed", "latents", "kind")  # tables of positions, learned queries, input kinds
+
+
+def decayed(name: str, parameter: torch.nn.Parameter, module: torch.nn.Module) -> bool:
+    """Weight decay applies to weight matrices and kernels; not to norms, biases, embeddings, position
+    tables, learned queries and scalars such as temperatures and gates (OpenCLIP, timm)."""
+    if parameter.ndim <= 1 or isinstance(module, torch.nn.Embedding):
+        return False
+    own = name.rsplit(".", 1)[-1]
+    return not any(word in own for word in NOT_DECAYED)
+
+
+def parameter_groups(model: torch.nn.Module, cfg: Any, modalities: dict[str, str]) -> list[dict[str, Any]]:
+    """The trainable parameters in groups of one learning rate and one weight decay, in the model's order
+    (so an optimizer's saved state always lines up). A part's rate (``learning_rates``) applies to every
+    parameter of the part; when several named parts hold one, the one named last wins."""
+    from mmcli.models.parts import parts_of
+
+    owners = {f"{prefix}.{name}" if prefix else name: module
+              for prefix, module in model.named_modules() for name, _ in module.named_parameters(recurse=False)}
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        parts = parts_of(name, modalities)
+        rate = next((r for part, r in reversed(cfg.learning_rates.items()) if part in parts), cfg.learning_rate)
+        decay = cfg.weight_decay if cfg.weight_decay_all or decayed(name, parameter, owners[name]) else 0.0
+        groups.setdefault((rate, decay), []).append(parameter)
+    return [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in groups.items()]
+
+
+def build_optimizer(groups: Any, cfg: Any) -> torch.optim.Optimizer:
+    """The optimiser over parameter groups (or plain parameters); each group's rate and decay as given."""
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":  # weight decay as an L2 term in the gradient, as torch.optim.Adam does it
-        return torch.optim.Adam(parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(parameters, lr=cfg.learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov,
+        return torch.optim.Adam(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov,
                            weight_decay=cfg.weight_decay)
 
 

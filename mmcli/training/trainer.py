@@ -58,7 +58,8 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
     ``callbacks`` default to :func:`mmcli.training.callbacks.default_callbacks`; ``extra_callbacks`` are
     added to them (a user's own: logging, inspection).
     """
-    from mmcli.training.optimization import build_optimizer, build_scheduler
+    from mmcli.models.parts import check_parts, freeze_parts
+    from mmcli.training.optimization import build_optimizer, build_scheduler, parameter_groups
 
     start = time.perf_counter()
     cfg = recipe.training
@@ -87,7 +88,13 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
         torch.set_num_threads(cfg.num_threads)
     steps_per_epoch = batches_per_epoch(rows, cfg.batch_size, drop_last=cfg.drop_last)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
-    optimizer = build_optimizer(model.parameters(), cfg)
+    modalities = {name: input_cfg.modality for name, input_cfg in recipe.inputs.items()}
+    if cfg.freeze:
+        check_parts(cfg.freeze, model, modalities, "training.freeze")
+        freeze_parts(model, cfg.freeze, modalities)
+    if cfg.learning_rates:
+        check_parts(list(cfg.learning_rates), model, modalities, "training.learning_rates")
+    optimizer = build_optimizer(parameter_groups(model, cfg, modalities), cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps, steps_per_epoch)
     module, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model = accelerator.unwrap_model(module)

@@ -4,7 +4,7 @@ values, generated texts, label sets); JSON for scripts, a file only where asked.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 from mmcli.errors import DataError
@@ -24,27 +24,41 @@ class Predictor:
 
         self.run = open_run(run_dir)
 
-    def predict(self, rows: list[dict[str, Any]], base_dir: str | Path = ".", **decoding: Any) -> list[dict[str, Any]]:
+    def predict(self, rows: list[dict[str, Any]], base_dir: str | Path = ".", prompt: str | None = None,
+                on_text: Callable[[str], None] | None = None, **decoding: Any) -> list[dict[str, Any]]:
         """One answer per row, in order: ``{task: answer, ...}``, or ``{"error": reason}`` for a row whose
-        media cannot be read. ``decoding``: search settings for the text tasks (num_beams, ...)."""
+        media cannot be read. ``prompt``: what a language-model task is asked (default: its recipe prompt);
+        ``on_text``: told the first such task's answer piece by piece as it is generated (one row, no
+        beam search); ``decoding``: search settings for the text tasks (num_beams, ...)."""
         from mmcli.workflows.run_dir import decode_rows, rows_table
 
         recipe, table = rows_table(self.run.recipe, rows)
+        for name in self.prompted_tasks():
+            table[recipe.tasks[name].column] = [prompt_cell(prompt)] * len(table)
         ids = [str(i) for i in range(len(table))]
         decoded = decode_rows(self.run, recipe, table, Path(base_dir), PREDICT_SPLIT, ids, "the given rows")
-        answers = {int(row): answer for row, answer in zip(decoded.kept, self.answer(decoded.dataset, decoding))}
+        answers = {int(row): answer for row, answer in zip(decoded.kept, self.answer(decoded.dataset, decoding, on_text))}
         errors = {record["row"]: record["error"] for record in decoded.records}
         return [answers.get(i, {"error": errors.get(i, "not decoded")}) for i in range(len(rows))]
 
-    def answer(self, dataset: Any, decoding: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def answer(self, dataset: Any, decoding: dict[str, Any] | None = None,
+               on_text: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
         """Answers for decoded rows (a dataset made with this run's processors)."""
         from mmcli.data.loader import split_tensors
         from mmcli.inference.predictor import run_inference
 
         recipe, model = self.run.recipe, self.run.model
         tensors = split_tensors(dataset, list(recipe.inputs), [t for t in recipe.tasks if t in dataset.column_names])
+        settings = self.decoding(decoding or {})
+        streamed = self.prompted_tasks()[:1] if on_text is not None and len(dataset) == 1 else []
+        for name in streamed:
+            if settings.get(name, {}).get("num_beams", model.tasks[name].generation.num_beams) == 1:
+                from mmcli.inference.streaming import text_streamer
+
+                settings[name] = {**settings.get(name, {}), "streamer": text_streamer(model.tasks[name].codec.tokenizer,
+                                                                                      on_text)}
         inference = run_inference(model, tensors, recipe.training.eval_batch_size, next(model.parameters()).device,
-                                  decoding=self.decoding(decoding or {}))
+                                  decoding=settings)
         decoded = {task: model.tasks[task].decode(value) for task, value in inference.predictions.items()}
         rows = [{task: decoded[task][i] for task in decoded} for i in range(len(dataset))]
         for name, wrapper in model.wrappers.items():  # what a wrapper did to a row is part of its prediction
@@ -52,6 +66,10 @@ class Predictor:
             for i, row in enumerate(rows):
                 row.update(wrapper.row_fields(report, i))
         return rows
+
+    def prompted_tasks(self) -> list[str]:
+        """Tasks whose answer continues a prompt (a language model's conversation)."""
+        return [name for name, task in self.run.model.tasks.items() if getattr(task, "codec_reads_prompts", False)]
 
     def decoding(self, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The search settings for each task that searches (text tasks); none given: each task's own. A
@@ -67,9 +85,17 @@ class Predictor:
         return {name: dict(settings) for name in searching}
 
 
+def prompt_cell(prompt: str | None) -> str | None:
+    """A user's prompt as a one-turn conversation (the task's own prompt when there is none)."""
+    import json
+
+    return None if prompt is None else json.dumps([{"role": "user", "content": prompt}])
+
+
 def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample: dict[str, str] | None = None,
                 output: str | Path | None = None, num_proc: int = 1, quiet: bool = True,
-                decoding: dict[str, Any] | None = None) -> dict[str, Any]:
+                decoding: dict[str, Any] | None = None, prompt: str | None = None,
+                on_text: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Predictions for a manifest or one sample, returned (every row); written as JSONL only to ``output``
     (rows that cannot be read are skipped, counted, and listed beside it). Refused with one line while the
     run is being trained (a reader's shared lock): a half-trained checkpoint never answers."""
@@ -77,19 +103,23 @@ def predict_run(run_dir: str | Path, manifest: str | Path | None = None, sample:
     from mmcli.workflows.run_dir import existing_run_dir
 
     with run_lock(existing_run_dir(run_dir), "predict", shared=True):
-        return _predict(run_dir, manifest, sample, output, num_proc, quiet, decoding or {})
+        return _predict(run_dir, manifest, sample, output, num_proc, quiet, decoding or {}, prompt, on_text)
 
 
 def _predict(run_dir: str | Path, manifest: str | Path | None, sample: dict[str, str] | None,
-             output: str | Path | None, num_proc: int, quiet: bool, decoding: dict[str, Any]) -> dict[str, Any]:
+             output: str | Path | None, num_proc: int, quiet: bool, decoding: dict[str, Any],
+             prompt: str | None = None, on_text: Callable[[str], None] | None = None) -> dict[str, Any]:
     from mmcli.workflows.run_dir import manifest_rows
 
-    if manifest is None and not sample:
+    if manifest is None and not sample and prompt is None:
         raise DataError("nothing to predict", hint="pass --manifest FILE or at least one of --text/--image/--audio/--video")
     predictor = Predictor(run_dir)
     run = predictor.run
-    if sample:
-        rows = predictor.predict([sample], base_dir="/", **decoding)  # media paths are absolute (sample_by_modality)
+    if prompt is not None and not predictor.prompted_tasks():
+        raise DataError("--prompt: this run has no task that answers a prompt (a language-model decoder)")
+    if sample or prompt is not None:
+        # media paths are absolute (sample_by_modality)
+        rows = predictor.predict([sample or {}], base_dir="/", prompt=prompt, on_text=on_text, **decoding)
         if "error" in rows[0]:
             raise DataError(f"the given sample: {rows[0]['error']}")
         rows = [{"id": "0", "row": 0, **rows[0]}]
@@ -101,6 +131,8 @@ def _predict(run_dir: str | Path, manifest: str | Path | None, sample: dict[str,
         rows = [{"id": rows_in.ids[row], "row": int(row), **answer} for row, answer in zip(rows_in.kept, answers)]
         records, total = rows_in.records, len(rows_in.ids)
     result: dict[str, Any] = {"rows": total, "predicted": len(rows), "skipped": len(records), "output": None,
+                              "streamed": predictor.prompted_tasks()[:1] if on_text is not None and manifest is None
+                              else [],
                               "tasks": list(run.model.tasks),
                               "predictions": rows}
     if output is not None:

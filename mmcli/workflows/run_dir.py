@@ -153,9 +153,11 @@ def manifest_rows(run: LoadedRun, manifest: str | Path, split: str, num_proc: in
     if with_targets:
         needed |= {cfg.column: f"tasks.{name}.column" for name, cfg in recipe.tasks.items()}
     else:  # answers need no labels: a label the model never saw is no reason to skip a row
-        inputs = {cfg.column for cfg in recipe.inputs.values()}
+        keep = {cfg.column for cfg in recipe.inputs.values()}
+        keep |= {recipe.tasks[name].column for name, task in run.model.tasks.items()
+                 if getattr(task, "codec_reads_prompts", False)}  # a conversation is the prompt
         table = table.drop(columns=[cfg.column for cfg in recipe.tasks.values()
-                                    if cfg.column in table.columns and cfg.column not in inputs])
+                                    if cfg.column in table.columns and cfg.column not in keep])
     require_columns(table, needed, manifest)
     id_column = recipe.data.id_column
     ids = table[id_column].astype(str).tolist() if id_column and id_column in table.columns else [str(i) for i in range(len(table))]

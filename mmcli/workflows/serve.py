@@ -40,7 +40,8 @@ def serve_run(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, ma
         app = create_app(predictor, max_batch, max_wait_ms, media_root, max_upload_mb)
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                                timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
-        address: dict[str, Any] = {"run_dir": str(run_dir), "endpoints": ["POST /predict", "GET /health"]}
+        endpoints = ["POST /predict", "GET /health"] + (["POST /generate", "GET /"] if predictor.prompted_tasks() else [])
+        address: dict[str, Any] = {"run_dir": str(run_dir), "endpoints": endpoints}
 
         def ready() -> None:
             bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port  # --port 0: the OS chose

@@ -161,7 +161,7 @@ def test_old_columns_and_media_unchanged(shapes_dir: Path, rows: list[dict[str, 
 
 
 def test_question_columns(rows: list[dict[str, str]]) -> None:
-    assert COLUMNS[-3:] == ("question", "answer", "question_type")
+    assert COLUMNS[-4:] == ("question", "answer", "question_type", "conversation")
     factor_values = {*COLORS, *SHAPES, *PITCHES, *DIRECTIONS, "small", "medium", "large"}
     for row in rows:
         kind = row["question_type"]
@@ -171,6 +171,18 @@ def test_question_columns(rows: list[dict[str, str]]) -> None:
         # The question names no factor value (its answer included): it only says what is asked.
         assert not set(re.findall(r"[a-z]+", row["question"])) & factor_values, row["question"]
     assert {row["question_type"] for row in rows} == set(QUESTION_TYPES)
+
+
+def test_the_conversation_asks_the_row_question_then_another(rows: list[dict[str, str]]) -> None:
+    import json
+
+    for row in rows:
+        turns = json.loads(row["conversation"])
+        assert [turn["role"] for turn in turns] == ["user", "assistant", "user", "assistant"]
+        assert turns[0]["content"] == f"<image><audio><video>\n{row['question']}" and turns[1]["content"] == row["answer"]
+        second = next(kind for kind, questions in QUESTIONS.items() if turns[2]["content"] in questions)
+        expected = size_word(float(row["size"])) if second == "size" else row[second]
+        assert second != row["question_type"] and turns[3]["content"] == expected
 
 
 def test_question_templates_name_no_answer() -> None:

@@ -25,6 +25,9 @@ Generative story. Each row draws independent latent factors:
   (e.g. "what color is the shape?" -> "red"). A question never names its answer nor any other
   factor's value, so it tells only which factor is asked about. Since the text names the color,
   ``color`` questions are answerable from the text as well as from the image.
+- conversation: the same question then a second one of another type, with their answers, as a JSON
+  list of turns (``[{"role": "user", "content": "<image><audio><video>\nwhat color is the shape?"},
+  {"role": "assistant", "content": "red"}, ...]``), the instruction format language-model recipes read.
 
 Targets: ``shape``, ``color``, ``pitch``, ``direction`` (class names), ``size`` (regression,
 4 decimals) and ``scene`` = "{shape}-{pitch}" (9 classes), which needs fusion: the image gives
@@ -42,6 +45,7 @@ byte-stable (PNG via PIL, PCM WAV, mpeg4 with bitexact flags).
 from __future__ import annotations
 
 import csv
+import json
 import multiprocessing
 import os
 import sys
@@ -61,7 +65,7 @@ DIRECTIONS = ("left", "right", "up", "down")
 COLUMNS = (
     "id", "split", "text", "image", "audio", "video", "caption",
     "shape", "color", "size", "pitch", "direction", "scene",
-    "question", "answer", "question_type",
+    "question", "answer", "question_type", "conversation",
 )  # fmt: skip
 
 RGB = {"red": (0.85, 0.15, 0.15), "green": (0.15, 0.75, 0.2), "blue": (0.15, 0.25, 0.9)}
@@ -214,6 +218,18 @@ def render_question(f: Factors, rng: np.random.Generator) -> tuple[str, str, str
     return kind, question, answers[kind]
 
 
+def render_conversation(f: Factors, rng: np.random.Generator, first: tuple[str, str, str]) -> str:
+    """Two questions and answers as a JSON conversation: the row's question, then one of another type
+    (drawn after it from the same stream, so the row's question is unchanged)."""
+    kind, question, answer = first
+    second = kind
+    while second == kind:
+        second, next_question, next_answer = render_question(f, rng)
+    turns = [{"role": "user", "content": f"<image><audio><video>\n{question}"}, {"role": "assistant", "content": answer},
+             {"role": "user", "content": next_question}, {"role": "assistant", "content": next_answer}]
+    return json.dumps(turns)
+
+
 def _write_png(path: Path, pixels: np.ndarray, grayscale: bool) -> None:
     from PIL import Image
 
@@ -251,6 +267,7 @@ def _make_row(job: tuple[str, int, int, str]) -> dict[str, Any]:
     # left every earlier draw, and thus every existing column and media byte, unchanged.
     image_rng, audio_rng, video_rng, text_rng, question_rng = rng.spawn(5)
     question_type, question, answer = render_question(f, question_rng)
+    conversation = render_conversation(f, question_rng, (question_type, question, answer))
     name = f"{index:05d}"
     image, audio, video = f"images/{name}.png", f"audio/{name}.wav", f"video/{name}.mp4"
     root = Path(out_dir)
@@ -262,7 +279,7 @@ def _make_row(job: tuple[str, int, int, str]) -> dict[str, Any]:
         "image": image, "audio": audio, "video": video, "caption": caption(f),
         "shape": f.shape, "color": f.color, "size": f.size, "pitch": f.pitch,
         "direction": f.direction, "scene": f"{f.shape}-{f.pitch}",
-        "question": question, "answer": answer, "question_type": question_type,
+        "question": question, "answer": answer, "question_type": question_type, "conversation": conversation,
     }  # fmt: skip
 
 

@@ -19,7 +19,6 @@ class MaskedTransformer(nn.Module):
 
     def __init__(self, hidden_size: int, heads: int, layers: int, dropout: float, pooling: str) -> None:
         super().__init__()
-        # parameter creation order (cls, then layers) is part of seeded initialisation: keep it
         self.cls = nn.Parameter(torch.randn(hidden_size) * 0.02) if pooling == "cls" else None
         layer = nn.TransformerEncoderLayer(hidden_size, heads, dim_feedforward=4 * hidden_size, dropout=dropout,
                                            activation="gelu", batch_first=True, norm_first=True)

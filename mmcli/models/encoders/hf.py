@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from mmcli.models.encoders._width import EncoderSettings
 from mmcli.errors import RecipeError
-from mmcli.pretrained import resolve_model_path
+from mmcli.pretrained import mark_pretrained, resolve_model_path
 from mmcli.models.outputs import EncoderOutput, finish, masked_mean
 from mmcli.registries import ENCODERS
 
@@ -94,6 +94,7 @@ class PretrainedEncoder(nn.Module):
     frozen: bool
 
     def _setup(self, model: nn.Module, freeze: bool) -> None:
+        mark_pretrained(model, str(getattr(model, "name_or_path", "") or "pretrained"))
         self.model = model
         self.frozen = freeze
         if freeze:

@@ -84,7 +84,6 @@ class VideoFramesEncoder(nn.Module):
             raise RecipeError(f"video encoder: heads ({config.heads}) must divide hidden_size ({hidden_size})")
         self.frame_encoder: nn.Module | None = None
         if config.frame_encoder is None:
-            # (the creation order here is the original one: same seed, same initial weights, same state-dict keys)
             self.normalize = PixelNormalize(spec["mean"], spec["std"])
             self.cnn = ConvNet(int(spec["channels"]), config.channels, hidden_size)
             cells = self.cnn.out_size(int(spec["size"])) ** 2

@@ -31,7 +31,7 @@ class TransformerDecoder(nn.Module):
     :class:`InputMemory` builds; token embeddings tied to the output layer. Search (greedy, beams,
     sampling) is ``transformers``' ``generate``."""
 
-    def __init__(self, config: TransformerDecoderConfig, context: DecoderContext) -> None:
+    def __init__(self, config: TransformerDecoderConfig, context: DecoderContext, codec: Any = None) -> None:
         super().__init__()
         from transformers import GPT2Config, GPT2LMHeadModel
 

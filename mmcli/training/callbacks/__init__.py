@@ -14,6 +14,7 @@ def default_callbacks(recipe: Any, preprocessing: dict | None) -> list[Callback]
     ``training`` keys ask for, and every plug-in's."""
     from mmcli.training.callbacks.checkpointing import Checkpointing
     from mmcli.training.callbacks.freeze_encoders import FreezeEncoders
+    from mmcli.training.callbacks.frozen_parts import KeepFrozenInEvaluation
     from mmcli.training.callbacks.modality_dropout import ModalityDropout
     from mmcli.training.callbacks.modality_noise import ModalityNoise, noise_inputs
     from mmcli.training.callbacks.objective_schedule import ObjectiveSchedule
@@ -31,6 +32,8 @@ def default_callbacks(recipe: Any, preprocessing: dict | None) -> list[Callback]
         callbacks.append(TaskCalibration())
     if cfg.trackers:
         callbacks.append(Trackers())
+    if cfg.freeze or cfg.adapters is not None:
+        callbacks.append(KeepFrozenInEvaluation())
     if cfg.freeze_encoders:
         callbacks.append(FreezeEncoders(cfg.freeze_encoders))
     if cfg.modality_dropout > 0:

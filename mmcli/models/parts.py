@@ -1,0 +1,58 @@
+"""A model's parts, named as recipes name them (``training.freeze``, ``training.learning_rates``,
+``training.adapters.parts``): each input's tower by its input name and modality (``vision`` for image and
+video, ``towers`` for all), ``fusion``, a language model (``lm``), its ``projector`` and ``cross_attention``
+layers, ``adapters``, and ``heads`` (everything else a task or objective owns)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+VISION = ("image", "video")
+
+
+def parts_of(name: str, modalities: dict[str, str]) -> set[str]:
+    """The parts a parameter (state-dict name) belongs to; ``modalities``: input name -> modality."""
+    pieces = name.split(".")
+    found: set[str] = set()
+    if ".lora_" in name:
+        found.add("adapters")
+    if pieces[:2] == ["backbone", "encoders"] and len(pieces) > 2:
+        modality = modalities.get(pieces[2], "")
+        found |= {pieces[2], modality, "towers"} | ({"vision"} if modality in VISION else set())
+        return found - {""}
+    if pieces[0] == "backbone":
+        return found | {"fusion"}
+    if len(pieces) > 3 and pieces[0] == "objectives" and pieces[2] == "decoder":
+        if pieces[3] == "lm":
+            return found | ({"cross_attention"} if ".cross." in name else {"lm"})
+        if pieces[3] in ("projectors", "memory"):
+            return found | {"projector"}
+    return found | {"heads"}
+
+
+def model_parts(model: nn.Module, modalities: dict[str, str]) -> set[str]:
+    """Every part name ``model`` has."""
+    return set().union(*(parts_of(name, modalities) for name, _ in model.named_parameters()))
+
+
+def check_parts(wanted: list[str] | dict[str, Any], model: nn.Module, modalities: dict[str, str], key: str) -> None:
+    """``ValueError`` naming ``key`` for a part the model does not have."""
+    from mmcli.errors import RecipeError
+
+    known = model_parts(model, modalities)
+    for part in wanted:
+        if part not in known:
+            raise RecipeError(f"{key}: this model has no part '{part}' (its parts: {', '.join(sorted(known))})")
+
+
+def freeze_parts(model: nn.Module, parts: list[str], modalities: dict[str, str]) -> int:
+    """Stop training every parameter of the named parts (adapters inside them still train); returns how
+    many parameters were frozen."""
+    frozen = 0
+    for name, parameter in model.named_parameters():
+        if parts_of(name, modalities) & set(parts) and ".lora_" not in name:
+            parameter.requires_grad_(False)
+            frozen += parameter.numel()
+    return frozen

@@ -1,0 +1,139 @@
+"""export --merge-adapters: a run whose language model trained LoRA adapters, written as a run directory
+of its own whose language model is one plain ``transformers`` folder (the adapters folded into its
+weights: it loads with ``AutoModelForCausalLM.from_pretrained``, needs no ``peft``, and ``mmcli predict``
+and ``serve`` use the directory like any run). Kept only once the merged run gives the same logits
+(within 1e-4) and the same greedy answers as the run on rows of a split."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mmcli.errors import DataError
+
+TOLERANCE = 1e-4
+
+
+def merge_adapters(run_dir: str | Path, output: str | Path | None = None, overwrite: bool = False,
+                   split: str = "test", check_rows: int = 8) -> dict[str, Any]:
+    from mmcli.run_lock import run_lock
+    from mmcli.workflows.run_dir import existing_run_dir
+
+    with run_lock(existing_run_dir(run_dir), "export", shared=True):
+        return _merge(Path(run_dir), output, overwrite, split, check_rows)
+
+
+def _merge(run_dir: Path, output: str | Path | None, overwrite: bool, split: str, check_rows: int) -> dict[str, Any]:
+    from transformers import AutoModelForCausalLM
+
+    from mmcli.models.adapters import lora_keys, merged_state
+    from mmcli.recipe.loader import recipe_to_yaml
+    from mmcli.runs import (BEST_CHECKPOINT, MODEL_INFO, MODEL_WEIGHTS, PREPROCESSING_FILE, RECIPE_FILE,
+                            atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, staging_dir)
+    from mmcli.workflows.run_dir import open_run
+
+    target = Path(output) if output else run_dir / "export" / "merged"
+    if target.exists() and not overwrite:
+        raise DataError(f"{target}: already exists", hint="pass --overwrite to replace it, or another --output")
+    run = open_run(run_dir)
+    adapted = {name: task for name, task in run.model.tasks.items()
+               if hasattr(getattr(task, "decoder", None), "lm") and lora_keys(task.decoder.lm.state_dict())}
+    if not adapted:
+        raise DataError(f"{run_dir}: no language model of this run has adapters to merge",
+                        hint="training.adapters: {type: lora, parts: [lm]} trains them")
+    for name, task in adapted.items():
+        if task.decoder.media_holder is not None:
+            raise DataError(f"{run_dir}: task '{name}' has cross-attention layers inside its language model, which a "
+                            "plain transformers folder cannot hold", hint="merge runs with conditioning: placeholders")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_dir(target.parent, f".{target.name}.")
+    try:
+        recipe = run.recipe.model_copy(deep=True)
+        recipe.init, recipe.training.adapters = None, None
+        state = {key: value for key, value in run.model.state_dict().items()}
+        for name, task in adapted.items():
+            folder = staging / f"language-model-{name}"
+            merged = AutoModelForCausalLM.from_config(task.decoder.lm.config)
+            merged.load_state_dict(merged_state(task.decoder.lm), strict=True)
+            merged.save_pretrained(folder)
+            task.decoder.tokenizer.save_pretrained(folder)
+            decoder = recipe.tasks[name].decoder
+            recipe.tasks[name].decoder = decoder.model_copy(update={"path": str((target / folder.name).resolve()),
+                                                                    "config": None})
+            prefix = f"objectives.{name}.decoder.lm."
+            state = {key: value for key, value in state.items() if not key.startswith(prefix)}
+        atomic_write_text(staging / RECIPE_FILE, recipe_to_yaml(recipe))
+        for file in (PREPROCESSING_FILE, "data.json", "env.json"):
+            if (run_dir / file).is_file():
+                shutil.copyfile(run_dir / file, staging / file)
+        best = staging / BEST_CHECKPOINT
+        from safetensors.torch import save as save_safetensors
+
+        from mmcli.training.checkpoints import state_tensors
+
+        tensors = {k: v for k, v in state_tensors(run.model).items() if k in state}
+        atomic_write_bytes(best / MODEL_WEIGHTS, save_safetensors(tensors))
+        info = read_json(run_dir / BEST_CHECKPOINT / MODEL_INFO)
+        merged_run = _reopen(staging, recipe, adapted, info, best)
+        difference, same_answers = _compare(run, merged_run, split, check_rows)
+        if not difference <= TOLERANCE or not same_answers:
+            raise DataError(f"{target}: the merged model differs from the run's (logits by {difference:.2e}, greedy "
+                            f"answers {'the same' if same_answers else 'different'}); nothing was written")
+        atomic_write_json(staging / "merged.json", {"from": str(run_dir.resolve()), "max_abs_logit_difference": difference,
+                                                    "tasks": list(adapted), "split": split, "rows": check_rows})
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {"output": str(target), "tasks": list(adapted), "max_abs_logit_difference": difference,
+            "language_models": [str(target / f"language-model-{name}") for name in adapted]}
+
+
+def _reopen(staging: Path, recipe: Any, adapted: dict[str, Any], info: dict[str, Any], best: Path) -> Any:
+    """The merged run as ``open_run`` will see it once in place (its language models read from staging)."""
+    from mmcli.runs import MODEL_INFO, PREPROCESSING_FILE, atomic_write_json, read_json
+    from mmcli.model import build_model
+    from mmcli.training.checkpoints import load_weights
+    from mmcli.workflows.run_dir import LoadedRun
+
+    staged = recipe.model_copy(deep=True)
+    for name in adapted:
+        decoder = staged.tasks[name].decoder
+        staged.tasks[name].decoder = decoder.model_copy(update={"path": str(staging / f"language-model-{name}")})
+    preprocessing = read_json(staging / PREPROCESSING_FILE)
+    model = build_model(staged, preprocessing)
+    lm_keys = sorted(key for key in model.state_dict() if any(key.startswith(f"objectives.{n}.decoder.lm.") for n in adapted))
+    atomic_write_json(best / MODEL_INFO, {**info, "referenced": {"pretrained": lm_keys, "init": [], "init_run": []}})
+    checkpoint = load_weights(best, model)
+    model.eval()
+    return LoadedRun(staging, staged, preprocessing, model, checkpoint, read_json(staging / "data.json")
+                     if (staging / "data.json").is_file() else {})
+
+
+def _compare(run: Any, merged: Any, split: str, rows: int) -> tuple[float, bool]:
+    """The largest difference of the language models' logits, and whether greedy answers agree, on rows
+    of ``split``."""
+    import torch
+
+    from mmcli.data.loader import split_tensors
+    from mmcli.inference.predictor import run_inference
+    from mmcli.workflows.run_dir import split_dataset
+
+    tensors = split_tensors(split_dataset(run, split), list(run.recipe.inputs), list(run.recipe.tasks))
+    tensors = {key: value[:rows] for key, value in tensors.items()}
+    difference = 0.0
+    with torch.no_grad():
+        for model_a, model_b in ((run.model, merged.model),):
+            rep_a, rep_b = model_a.backbone(tensors), model_b.backbone(tensors)
+            for name, task in model_a.tasks.items():
+                if hasattr(task.decoder, "sequence_log_prob") and name in tensors:
+                    logits_a, _ = task.decoder._logits(rep_a, tensors[name])
+                    logits_b, _ = model_b.tasks[name].decoder._logits(rep_b, tensors[name])
+                    difference = max(difference, float((logits_a - logits_b).abs().max()))
+    answers_a = run_inference(run.model, tensors, rows, torch.device("cpu")).predictions
+    answers_b = run_inference(merged.model, tensors, rows, torch.device("cpu")).predictions
+    same = all(torch.equal(answers_a[name], answers_b[name]) for name in answers_a)
+    return difference, same
