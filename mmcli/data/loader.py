@@ -1,54 +1,37 @@
 """Batches from the Arrow cache with no per-row Python work.
 
-A split is converted once to a dict of tensors (one bulk Arrow -> numpy -> torch copy per
-column); a ``DataLoader`` then yields index slices of those tensors, one batch per sampler item.
-At this toolkit's dataset sizes a split fits in memory many times over; the Arrow files stay
-memory-mapped on disk.
+A split is read where it lies, memory-mapped (:class:`mmcli.data.split_rows.SplitRows`): a ``DataLoader``
+yields one batch per sampler item, one gather per column, so a split larger than memory trains and
+nothing loads a whole split. A plain dict of tensors (tests, a few rows built in memory) works the same.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mmcli.data.preprocess import ID_COLUMN, ROW_COLUMN, SPLIT_COLUMN, present_column
+from mmcli.data.preprocess import ID_COLUMN, ROW_COLUMN, SPLIT_COLUMN
+from mmcli.data.split_rows import SplitRows
 
-_LONG_DTYPES = (torch.int8, torch.int16, torch.int32, torch.uint16, torch.uint32)
 
 
-def split_tensors(dataset: Any, input_names: list[str], task_names: list[str]) -> dict[str, torch.Tensor]:
-    """All model-facing columns of one split as tensors; masks already AND-ed with presence."""
-    columns = [c for c in dataset.column_names if c not in (ID_COLUMN, SPLIT_COLUMN)]
-    table = dataset.with_format("numpy", columns=columns, dtype=None)[:]  # keep uint8/float16 as stored
-    tensors: dict[str, torch.Tensor] = {}
-    for column, values in table.items():
-        array = np.ascontiguousarray(values)
-        if array.dtype == object:
-            array = np.stack(list(array))
-        tensor = torch.from_numpy(array)
-        if column in input_names and tensor.dtype in _LONG_DTYPES:
-            tensor = tensor.long()
-        tensors[column] = tensor
-    for name in input_names:
-        present = tensors.pop(present_column(name)).bool()
-        mask = tensors[f"{name}_mask"].bool()
-        tensors[f"{name}_mask"] = mask & present.view(-1, *([1] * (mask.dim() - 1)))
-    for name in task_names:
-        if name in tensors and tensors[name].dtype == torch.float64:
-            tensors[name] = tensors[name].float()
-    return tensors
+def split_tensors(dataset: Any, input_names: list[str], task_names: list[str]) -> SplitRows:
+    """All model-facing columns of one split, read from its memory-mapped files a batch at a time; masks
+    AND-ed with presence (see :class:`SplitRows`)."""
+    return SplitRows(dataset, input_names, task_names, skip=(ID_COLUMN, SPLIT_COLUMN))
 
 
 def subset_rows(tensors: dict[str, torch.Tensor], fraction: float, seed: int) -> dict[str, torch.Tensor]:
     """A seeded ``fraction`` of a split's rows (at least one), in their original order; all of them at 1."""
-    rows = len(tensors[ROW_COLUMN])
+    rows = len(tensors[ROW_COLUMN]) if isinstance(tensors, dict) else len(tensors)
     if fraction >= 1 or rows == 0:
         return tensors
     keep = max(1, round(fraction * rows))
     index = torch.randperm(rows, generator=torch.Generator().manual_seed(seed * 7_919 + 17))[:keep].sort().values
+    if isinstance(tensors, SplitRows):
+        return tensors.subset(index)
     return {name: tensor[index] for name, tensor in tensors.items()}
 
 
@@ -58,17 +41,19 @@ def shuffle_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 class TensorRows(Dataset):
-    """A split's tensors as a map-style dataset indexed by a whole batch at once (an index tensor or
-    a slice), so a batch is one gather per column and no per-row Python work."""
+    """A split (:class:`SplitRows`, or a dict of tensors) as a map-style dataset indexed by a whole batch
+    at once (an index tensor or a slice), so a batch is one gather per column and no per-row Python work."""
 
-    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+    def __init__(self, tensors: SplitRows | dict[str, torch.Tensor]) -> None:
         self.tensors = tensors
-        self.rows = len(tensors[ROW_COLUMN])
+        self.rows = len(tensors) if isinstance(tensors, SplitRows) else len(tensors[ROW_COLUMN])
 
     def __len__(self) -> int:
         return self.rows
 
     def __getitem__(self, index: torch.Tensor | slice) -> dict[str, torch.Tensor]:
+        if isinstance(self.tensors, SplitRows):
+            return self.tensors.batch(index)
         return {name: tensor[index] for name, tensor in self.tensors.items()}
 
 

@@ -1,0 +1,81 @@
+"""A split read in batches from its memory-mapped Arrow files: the same tensors as reading it whole, over
+several file chunks, through a subset, with columns set in memory, and with no row at all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from datasets import Array3D, Dataset, Features, Sequence, Value, concatenate_datasets
+
+from mmcli.data.loader import ShardedBatchSampler, batch_loader, split_tensors, subset_rows
+
+
+def dataset(rows: int, start: int = 0) -> Dataset:
+    generator = np.random.default_rng(start)
+    features = Features({"image": Array3D((2, 3, 3), "uint8"), "image_mask": Sequence(Value("bool"), length=1),
+                         "image__present": Value("bool"), "text": Sequence(Value("int32"), length=4),
+                         "text_mask": Sequence(Value("bool"), length=4), "text__present": Value("bool"),
+                         "label": Value("int64"), "score": Value("float64"), "__row__": Value("int64"),
+                         "__id__": Value("string"), "__split__": Value("string")})
+    return Dataset.from_dict({
+        "image": generator.integers(0, 255, (rows, 2, 3, 3)).astype(np.uint8),
+        "image_mask": np.ones((rows, 1), dtype=bool), "image__present": generator.random(rows) < 0.7,
+        "text": generator.integers(0, 50, (rows, 4)).astype(np.int32), "text_mask": generator.random((rows, 4)) < 0.8,
+        "text__present": np.ones(rows, dtype=bool), "label": generator.integers(0, 3, rows),
+        "score": generator.random(rows), "__row__": np.arange(start, start + rows),
+        "__id__": [str(i) for i in range(rows)], "__split__": ["train"] * rows}, features=features)
+
+
+def whole(data: Dataset) -> dict[str, torch.Tensor]:
+    """The split as one read of every column (what the loader did before it streamed)."""
+    table = data.with_format("numpy", dtype=None)[:]
+    out = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in table.items()
+           if key not in ("__id__", "__split__") and not key.endswith("__present")}
+    out["text"] = out["text"].long()
+    out["score"] = out["score"].float()
+    for name in ("image", "text"):
+        present = torch.from_numpy(table[f"{name}__present"])
+        out[f"{name}_mask"] = out[f"{name}_mask"] & present.view(-1, *([1] * (out[f"{name}_mask"].dim() - 1)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def chunked(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    folder = tmp_path_factory.mktemp("split")
+    concatenate_datasets([dataset(7), dataset(5, start=7)]).save_to_disk(str(folder / "d"))  # two chunks on disk
+    from datasets import load_from_disk
+
+    return load_from_disk(str(folder / "d"))
+
+
+def test_batches_equal_the_whole_split_read_at_once(chunked: Dataset) -> None:
+    rows = split_tensors(chunked, ["image", "text"], ["label", "score"])
+    expected = whole(chunked)
+    assert len(rows) == 12 and sorted(rows.keys()) == sorted(expected)
+    index = torch.tensor([11, 0, 6, 7, 3])  # across both chunks, in any order
+    batch = rows.batch(index)
+    for key, value in expected.items():
+        assert batch[key].dtype == value.dtype and torch.equal(batch[key], value[index]), key
+        assert torch.equal(rows[key], value), key
+    seen = [b["__row__"] for b in batch_loader(rows, ShardedBatchSampler(12, 5, shuffle=False))]
+    assert torch.equal(torch.cat(seen), torch.arange(12))
+
+
+def test_a_subset_a_selected_view_and_columns_in_memory(chunked: Dataset) -> None:
+    rows = split_tensors(chunked, ["image", "text"], ["label", "score"])
+    rows["image__precomputed"] = torch.arange(12.0).unsqueeze(1)
+    part = subset_rows(rows, 0.5, seed=3)
+    assert len(part) == 6
+    kept = part["__row__"]
+    assert torch.equal(part["image"], whole(chunked)["image"][kept])
+    assert torch.equal(part["image__precomputed"].squeeze(1), kept.float())  # memory columns follow the rows
+    view = split_tensors(chunked.select([4, 1]), ["image", "text"], ["label", "score"])
+    assert view["__row__"].tolist() == [4, 1] and torch.equal(view.batch(torch.tensor([1]))["label"],
+                                                              whole(chunked)["label"][[1]])
+
+
+def test_a_split_without_rows_reads_as_empty() -> None:
+    empty = split_tensors(dataset(3).select([]), ["image", "text"], ["label", "score"])
+    assert len(empty) == 0 and len(empty["__row__"]) == 0
+    assert list(batch_loader(empty, ShardedBatchSampler(0, 4, shuffle=False))) == []
