@@ -30,27 +30,35 @@ class Predictor:
         media cannot be read. ``prompt``: what a language-model task is asked (default: its recipe prompt);
         ``on_text``: told the first such task's answer piece by piece as it is generated (one row, no
         beam search); ``decoding``: search settings for the text tasks (num_beams, ...)."""
-        from mmcli.workflows.run_dir import decode_rows, rows_table
+        from mmcli.data.in_memory import decode_in_memory
+        from mmcli.workflows.run_dir import rows_table
 
         recipe, table = rows_table(self.run.recipe, rows)
         for name in self.prompted_tasks():
             table[recipe.tasks[name].column] = [prompt_cell(prompt)] * len(table)
-        ids = [str(i) for i in range(len(table))]
-        decoded = decode_rows(self.run, recipe, table, Path(base_dir), PREDICT_SPLIT, ids, "the given rows")
-        answers = {int(row): answer for row, answer in zip(decoded.kept, self.answer(decoded.dataset, decoding, on_text))}
-        errors = {record["row"]: record["error"] for record in decoded.records}
-        return [answers.get(i, {"error": errors.get(i, "not decoded")}) for i in range(len(rows))]
+        # a few rows go straight to tensors: no Arrow file, no datasets machinery (what serve answers with)
+        decoded = decode_in_memory(recipe, table, Path(base_dir), self.run.preprocessing)
+        answers = dict(zip(decoded.kept, self.answer_tensors(decoded.tensors, decoding, on_text)))
+        return [answers.get(i, {"error": decoded.errors.get(i, "not decoded")}) for i in range(len(rows))]
 
     def answer(self, dataset: Any, decoding: dict[str, Any] | None = None,
                on_text: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
         """Answers for decoded rows (a dataset made with this run's processors)."""
         from mmcli.data.loader import split_tensors
+
+        recipe = self.run.recipe
+        tensors = split_tensors(dataset, list(recipe.inputs), [t for t in recipe.tasks if t in dataset.column_names])
+        return self.answer_tensors(tensors, decoding, on_text)
+
+    def answer_tensors(self, tensors: Any, decoding: dict[str, Any] | None = None,
+                       on_text: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+        """Answers for rows in the batch format (decoded with this run's processors)."""
         from mmcli.inference.predictor import run_inference
 
         recipe, model = self.run.recipe, self.run.model
-        tensors = split_tensors(dataset, list(recipe.inputs), [t for t in recipe.tasks if t in dataset.column_names])
+        rows = len(tensors["__row__"])
         settings = self.decoding(decoding or {})
-        streamed = self.prompted_tasks()[:1] if on_text is not None and len(dataset) == 1 else []
+        streamed = self.prompted_tasks()[:1] if on_text is not None and rows == 1 else []
         for name in streamed:
             if settings.get(name, {}).get("num_beams", model.tasks[name].generation.num_beams) == 1:
                 from mmcli.inference.streaming import text_streamer
@@ -60,12 +68,12 @@ class Predictor:
         inference = run_inference(model, tensors, recipe.training.eval_batch_size, next(model.parameters()).device,
                                   decoding=settings)
         decoded = {task: model.tasks[task].decode(value) for task, value in inference.predictions.items()}
-        rows = [{task: decoded[task][i] for task in decoded} for i in range(len(dataset))]
+        answers = [{task: decoded[task][i] for task in decoded} for i in range(rows)]
         for name, wrapper in model.wrappers.items():  # what a wrapper did to a row is part of its prediction
             report = inference.reports.get(name, {})
-            for i, row in enumerate(rows):
-                row.update(wrapper.row_fields(report, i))
-        return rows
+            for i, answer in enumerate(answers):
+                answer.update(wrapper.row_fields(report, i))
+        return answers
 
     def prompted_tasks(self) -> list[str]:
         """Tasks whose answer continues a prompt (a language model's conversation)."""

@@ -79,3 +79,37 @@ def test_a_split_without_rows_reads_as_empty() -> None:
     empty = split_tensors(dataset(3).select([]), ["image", "text"], ["label", "score"])
     assert len(empty) == 0 and len(empty["__row__"]) == 0
     assert list(batch_loader(empty, ShardedBatchSampler(0, 4, shuffle=False))) == []
+
+
+def test_rows_decoded_in_memory_are_the_tensors_the_cache_holds(tmp_path) -> None:
+    """The single-row path of predict and serve gives what preprocessing wrote, column for column."""
+    from mmcli.data.in_memory import decode_in_memory
+    from mmcli.data.manifest import read_manifest
+    from mmcli.data.preprocess import preprocess
+    from mmcli.data.synthetic import make_dataset
+    from mmcli.recipe.loader import validate_recipe
+
+    make_dataset("shapes", tmp_path / "shapes", size=40, seed=2)
+    recipe = validate_recipe({
+        "name": "x", "data": {"manifest": str(tmp_path / "shapes" / "manifest.csv"), "cache_dir": str(tmp_path / "c")},
+        "inputs": {"text": {"modality": "text", "column": "text"}, "image": {"modality": "image", "column": "image"},
+                   "audio": {"modality": "audio", "column": "audio", "preprocessing": {"duration": 0.5}},
+                   "video": {"modality": "video", "column": "video", "optional": True}},
+        "tasks": {"shape": {"type": "classification", "column": "shape"}, "size": {"type": "regression", "column": "size"}}})
+    prepared = preprocess(recipe)
+    cached = split_tensors(prepared.load()["train"], list(recipe.inputs), list(recipe.tasks))
+    table = read_manifest(tmp_path / "shapes" / "manifest.csv")
+    rows = cached["__row__"][:5]
+    part = table.iloc[rows.tolist()].reset_index(drop=True)
+    part.loc[1, "video"] = None  # an optional input left out
+    decoded = decode_in_memory(recipe, part, tmp_path / "shapes", prepared.preprocessing)
+    assert decoded.kept == [0, 1, 2, 3, 4] and not decoded.errors
+    for key in cached.keys():
+        if key == "__row__":
+            continue
+        expected = cached[key][:5].clone()
+        if key == "video_mask":
+            expected[1] = False
+        if key == "video":
+            continue  # row 1's frames are zeros now; the mask says so
+        assert decoded.tensors[key].dtype == expected.dtype and torch.equal(decoded.tensors[key], expected), key
