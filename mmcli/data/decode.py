@@ -82,8 +82,10 @@ def _chunks(cells: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 
 def decode_rows(decoder: RowDecoder, cells: list[dict[str, Any]], features: Any, extra: dict[str, list],
-                workdir: Path, num_proc: int = 1, show_progress: bool = False) -> Any:
-    """Decode ``cells`` (one dict per row) and return a memory-mapped Dataset of decoded columns + ``extra``."""
+                workdir: Path, num_proc: int = 1, show_progress: bool = False, backend: str = "local",
+                ray_address: str | None = None) -> Any:
+    """Decode ``cells`` (one dict per row) and return a memory-mapped Dataset of decoded columns + ``extra``;
+    locally in ``num_proc`` processes, or on Ray Data (``backend="ray"``)."""
     from datasets import Dataset
     from datasets.arrow_writer import ArrowWriter
 
@@ -93,11 +95,15 @@ def decode_rows(decoder: RowDecoder, cells: list[dict[str, Any]], features: Any,
     path = Path(tempfile.mkstemp(dir=workdir, prefix="decoded-", suffix=".arrow")[1])
     writer = ArrowWriter(features=features, path=str(path))
     pool = None
-    if num_proc > 1 and len(cells) > CHUNK_ROWS:
+    if backend == "ray":
+        from mmcli.data.ray_backend import ray_chunks
+
+        results: Iterator[dict[str, list]] = ray_chunks(decoder, list(_chunks(cells)), ray_address, num_proc)
+    elif num_proc > 1 and len(cells) > CHUNK_ROWS:
         # fork: workers inherit the fitted processors without pickling them or re-importing __main__
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
         pool = context.Pool(num_proc, initializer=_init_worker, initargs=(decoder, os.getpid()))
-        results: Iterator[dict[str, list]] = pool.imap(_decode_in_worker, _chunks(cells))
+        results = pool.imap(_decode_in_worker, _chunks(cells))
     else:
         results = (decoder.chunk(chunk) for chunk in _chunks(cells))
     try:

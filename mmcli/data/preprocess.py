@@ -28,7 +28,7 @@ from mmcli.data.labels_step import encode_targets, fit_targets, load_targets, ta
 from mmcli.data.manifest import assign_splits, read_manifest, require_columns, row_ids
 from mmcli.errors import DataError
 from mmcli.registries import PROCESSORS
-from mmcli.runs import PREPROCESSING_FILE, atomic_write_json, atomic_write_jsonl, staging_dir
+from mmcli.runs import PREPROCESSING_FILE, atomic_write_json, atomic_write_jsonl, naming, staging_dir
 
 ROW_COLUMN = "__row__"
 ID_COLUMN = "__id__"
@@ -73,7 +73,8 @@ def build_processors(recipe: Any, fitted: dict | None = None) -> dict[str, Any]:
 
 
 def decode_table(recipe: Any, table: pd.DataFrame, base_dir: Path, processors: dict, splits: np.ndarray,
-                 ids: list[str], workdir: Path, num_proc: int = 1, show_progress: bool = False) -> Any:
+                 ids: list[str], workdir: Path, num_proc: int = 1, show_progress: bool = False,
+                 backend: dict[str, Any] | None = None) -> Any:
     """Decode every row's media once; a Dataset with decoded columns, presence flags and an error column."""
     import datasets
     from datasets import Features, Value
@@ -91,7 +92,7 @@ def decode_table(recipe: Any, table: pd.DataFrame, base_dir: Path, processors: d
     features.update({ROW_COLUMN: Value("int64"), ID_COLUMN: Value("string"), SPLIT_COLUMN: Value("string")})
     extra = {ROW_COLUMN: list(range(len(table))), ID_COLUMN: list(ids), SPLIT_COLUMN: [str(s) for s in splits]}
     decoder = RowDecoder(processors, columns, optional, base_dir)
-    return decode_rows(decoder, cells, Features(features), extra, workdir, num_proc, show_progress)
+    return decode_rows(decoder, cells, Features(features), extra, workdir, num_proc, show_progress, **(backend or {}))
 
 
 def _fit_processors(processors: dict, train: Any) -> None:
@@ -152,7 +153,7 @@ class PreparedRows:
 
 def prepare_rows(recipe: Any, table: pd.DataFrame, base_dir: Path, splits: np.ndarray, ids: list[str], workdir: Path,
                  fitted: dict | None = None, num_proc: int = 1, quiet: bool = True, where: str = "manifest",
-                 labels: bool | None = None) -> PreparedRows:
+                 labels: bool | None = None, backend: dict[str, Any] | None = None) -> PreparedRows:
     """Decode media, fit (or load) processors and label encoders, encode targets, apply data.on_error.
 
     With ``fitted`` (a run's preprocessing.json) nothing is fitted: the run's processors are
@@ -161,7 +162,8 @@ def prepare_rows(recipe: Any, table: pd.DataFrame, base_dir: Path, splits: np.nd
     default: when fitting (training), not with ``fitted`` (prediction).
     """
     processors = build_processors(recipe, fitted)
-    decoded = decode_table(recipe, table, base_dir, processors, splits, ids, workdir, num_proc, show_progress=not quiet)
+    decoded = decode_table(recipe, table, base_dir, processors, splits, ids, workdir, num_proc, show_progress=not quiet,
+                           backend=backend)
     media_ok = np.array([not m for m in decoded[ERROR_COLUMN]], dtype=bool)
     train_name = recipe.data.train_split
     if fitted is None:
@@ -190,8 +192,10 @@ def prepare_rows(recipe: Any, table: pd.DataFrame, base_dir: Path, splits: np.nd
     return PreparedRows(decoded, keep, records, preprocessing)
 
 
-def preprocess(recipe: Any, num_proc: int = 1, force: bool = False, quiet: bool = True) -> Preprocessed:
-    """Validate, decode, fit and cache the recipe's manifest. Reuses a cache with the same key."""
+def preprocess(recipe: Any, num_proc: int = 1, force: bool = False, quiet: bool = True, backend: str = "local",
+               ray_address: str | None = None) -> Preprocessed:
+    """Validate, decode, fit and cache the recipe's manifest. Reuses a cache with the same key (whichever
+    backend decoded it: ``local`` processes, or ``ray`` — Ray Data, on ``ray_address`` or a local Ray)."""
     start = time.perf_counter()
     manifest = Path(recipe.data.manifest)
     table = read_manifest(manifest)
@@ -209,7 +213,8 @@ def preprocess(recipe: Any, num_proc: int = 1, force: bool = False, quiet: bool 
         if (target / "summary.json").is_file() and not force:
             return load_cache(target, key, start)
         _remove_stale(target)
-        return _build(recipe, table, manifest, key, target, num_proc, quiet, start)
+        return _build(recipe, table, manifest, key, target, num_proc, quiet, start,
+                      {"backend": backend, "ray_address": ray_address})
 
 
 @contextlib.contextmanager
@@ -233,15 +238,16 @@ def _remove_stale(target: Path) -> None:
 
 
 def _build(recipe: Any, table: pd.DataFrame, manifest: Path, key: str, target: Path, num_proc: int, quiet: bool,
-           start: float) -> Preprocessed:
+           start: float, backend: dict[str, Any] | None = None) -> Preprocessed:
     splits = assign_splits(table, recipe.data.split_column, recipe.data.split_ratios, recipe.seed)
     ids = row_ids(table, recipe.data.id_column, manifest)
     if not (splits == recipe.data.train_split).any():
         raise DataError(f"{manifest}: no rows in the train split '{recipe.data.train_split}'",
                         hint=f"splits present: {', '.join(sorted(set(map(str, splits))))}; set data.train_split")
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{key}.work.") as workdir:
+    # a full disk while the cache is written names the cache folder (the writers deep inside name no file)
+    with naming(target.parent), tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{key}.work.") as workdir:
         prepared = prepare_rows(recipe, table, manifest.parent, splits, ids, Path(workdir), None, num_proc, quiet,
-                                where=str(manifest))
+                                where=str(manifest), backend=backend)
         return _write_cache(target, key, prepared.dataset, splits, prepared.keep, prepared.records,
                             prepared.preprocessing, len(table), start)
 
