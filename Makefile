@@ -29,8 +29,12 @@ test-slow: install
 test-all: install
 	$(BIN)/python -m pytest -q
 
-bench: install
-	$(BIN)/python benchmarks/fusion_gain.py
+data/shapes/manifest.csv: | install
+	$(BIN)/mmcli datasets make shapes data/shapes --size $(SIZE) --seed 0
+
+# every speed benchmark, one after another, as one JSON object (benchmarks/results/bench.json; ~10 min)
+bench: install data/shapes/manifest.csv
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf .mmcli-cache runs data

@@ -1,7 +1,8 @@
 """The applications against their trivial baselines on the test split, as JSON: captioning against the
 most frequent training caption (BLEU-4, CIDEr-D), question answering against the majority answer (and
 the majority answer per question type), retrieval against a random ranking (expected recall@K, median
-rank, MRR over the same deduplicated gallery), event detection against each class's training prior (mAP).
+rank, MRR over the same deduplicated gallery), event detection against each class's training prior (mAP),
+the two-turn dialogue's last answer against the majority answer to the same question without the media.
 
 The models' figures come from finished runs (``mmcli run recipes/NAME.yaml``) under ``--runs``; a
 missing run is reported as such. Baselines are computed from the manifests with the same metric
@@ -85,6 +86,27 @@ def event_detection(events: pd.DataFrame, runs: Path) -> dict[str, Any]:
                          "model": model and model["events"]["macro_f1"]}}
 
 
+def dialogue(shapes: pd.DataFrame, runs: Path) -> dict[str, Any]:
+    """The conversation's last answer, given the question alone (no media): the majority training answer to
+    the same last question, and the majority answer overall; the language-model recipe (vlm) is the model."""
+    def last_turns(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+        turns = [json.loads(text) for text in table.conversation]
+        return [t[-2]["content"] for t in turns], [t[-1]["content"] for t in turns]
+
+    train, test = shapes[shapes.split == "train"], shapes[shapes.split == "test"]
+    train_questions, train_answers = last_turns(train)
+    questions, answers = last_turns(test)
+    per_question = pd.Series(train_answers).groupby(pd.Series(train_questions)).agg(lambda a: a.value_counts().idxmax())
+    overall = pd.Series(train_answers).value_counts().idxmax()
+    blind = [per_question.get(question, overall) for question in questions]
+    model = _test_metrics(runs, "vlm")
+    score = lambda predicted: compute_metric_values("vqa_accuracy", predicted, answers)["vqa_accuracy"]  # noqa: E731
+    return {"baseline": "majority last answer to the same last question (no media)", "test_rows": len(test),
+            "vqa_accuracy": {"baseline_majority": score([overall] * len(answers)),
+                             "baseline_majority_per_question": score(blind),
+                             "model": model and model["chat"]["vqa_accuracy"]}}
+
+
 def _all_positive_f1(truth: Any) -> float:
     """Macro F1 of answering every class for every clip (the best constant answer for F1 when classes are
     this frequent)."""
@@ -107,7 +129,8 @@ def main() -> None:
     events = pd.read_csv(args.events, dtype=str, keep_default_na=False)
     result = {"benchmark": "application_baselines", "split": "test",
               "captioning": captioning(shapes, runs), "vqa": question_answering(shapes, runs),
-              "retrieval": retrieval(shapes, runs), "event_detection": event_detection(events, runs)}
+              "retrieval": retrieval(shapes, runs), "event_detection": event_detection(events, runs),
+              "dialogue": dialogue(shapes, runs)}
     text = json.dumps(result, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
     if args.output:
         Path(args.output).write_text(text + "\n")

@@ -21,6 +21,7 @@ def evaluate(
     zero_shot: Annotated[Optional[str], typer.Option("--zero-shot", help="Also classify each row by text prompts against this manifest column's labels (a retrieval objective's space).")] = None,
     prompt: Annotated[str, typer.Option("--prompt", help="Zero-shot prompt; {} is replaced by each class name.")] = "a {}",
     classes: Annotated[Optional[str], typer.Option("--classes", help="Zero-shot classes, comma-separated (default: every label of the column in the split).")] = None,
+    plots: Annotated[bool, typer.Option("--plots", help="Also draw the split's confusion matrices into RUN_DIR/plots.")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Per-task metrics of a trained run on a split or another manifest (bundled metric modules, no network needed)."""
@@ -31,7 +32,7 @@ def evaluate(
 
         return evaluate_run(run_dir, split, num_proc, quiet=not out.show_progress, robustness=robustness, reference=reference,
                             manifest=manifest, retrieval=retrieval, zero_shot=zero_shot, prompt=prompt,
-                            classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None)
+                            classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None, plots=plots)
 
     def render(result: dict[str, Any]) -> None:
         from mmcli.cli.render import console, metrics_table, retrieval_table, robustness_table, zero_shot_table
@@ -171,7 +172,7 @@ def retrieve(
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results.")] = 5,
     gallery: Annotated[Optional[str], typer.Option("--gallery", help="A gallery file from 'mmcli encode --texts' (default: the split's rows of the other input).")] = None,
     split: SplitOpt = "test",
-    index: Annotated[str, typer.Option("--index", help="torch (exact) or faiss (large galleries; pip install 'mmcli[faiss]').")] = "torch",
+    index: Annotated[str, typer.Option("--index", help="torch (exact) or faiss (large galleries; pip install 'mmcli\\[faiss]').")] = "torch",
     objective: Annotated[Optional[str], typer.Option("--objective", help="The retrieval objective whose space to search (default: the run's only one).")] = None,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:

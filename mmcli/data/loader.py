@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mmcli.data.preprocess import ID_COLUMN, ROW_COLUMN, SPLIT_COLUMN
+from mmcli.data.columns import ID_COLUMN, ROW_COLUMN, SPLIT_COLUMN
 from mmcli.data.split_rows import SplitRows
 
 

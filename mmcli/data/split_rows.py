@@ -34,8 +34,21 @@ def _values(chunk: pa.Array) -> np.ndarray:
             shape.append(len(array) // parents if parents else 0)
         else:
             break
-    values = array.to_numpy(zero_copy_only=not pa.types.is_boolean(array.type))
+    values = _primitive_values(array)
     return values.reshape(len(chunk), *shape)  # shape: items per parent item, level by level
+
+
+def _primitive_values(array: pa.Array) -> np.ndarray:
+    """The values buffer as numpy, read directly: pyarrow's ``to_numpy`` imports pandas (a second of a
+    short command). Booleans are bit-packed: unpacked to one byte a value."""
+    if array.null_count:
+        raise ValueError(f"a cached column of {array.type} has missing values; preprocess fills them")
+    data = array.buffers()[1]
+    if pa.types.is_boolean(array.type):
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+        return bits[array.offset:array.offset + len(array)].view(np.bool_)
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    return np.frombuffer(data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
 
 
 class ArrowColumn:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABCMeta, abstractmethod
-from typing import Any, Sequence
+from typing import Any
 
 import datasets
 import evaluate
@@ -47,46 +47,31 @@ class BundledMetric(evaluate.Metric, metaclass=ABCMeta):
         """``{metric name: value, ...}`` for the predictions and their references."""
 
 
-class ScoreMetric(BundledMetric):
-    """``{NAME: score(references, predictions, **options)}``, a scikit-learn style function."""
-
-    @abstractmethod
-    def score(self, references: Any, predictions: Any, **options: Any) -> float: ...
+class MeasureMetric(BundledMetric):
+    """A metric whose computation is ``mmcli.evaluation.measures.NAME.compute`` (what mmcli itself calls)."""
 
     def _compute(self, predictions: Any, references: Any, **options: Any) -> dict[str, Any]:
-        return {self.NAME: float(self.score(references, predictions, **options))}
+        import importlib
+
+        return importlib.import_module(f"mmcli.evaluation.measures.{self.NAME}").compute(predictions, references,
+                                                                                           **options)
 
 
-class ErrorMetric(ScoreMetric):
-    """An error of predicted numbers, in the references' units."""
-
-    INPUTS = """
+NUMBER_INPUTS = """
 Args:
     predictions: predicted values.
     references: true values.
 Returns:
     {name}: float >= 0.
 """
-
-
-class LabelMetric(ScoreMetric):
-    """A score of predicted labels."""
-
-    FEATURES = LABELS
-    INPUTS = """
+LABEL_INPUTS = """
 Args:
     predictions: predicted labels (class indices or class names).
     references: true labels, same type as predictions.
 Returns:
     {name}: float in [0, 1].
 """
-
-
-class TextMetric(BundledMetric):
-    """A score of predicted texts against one or more reference texts each."""
-
-    FEATURES = TEXTS
-    INPUTS = """
+TEXT_INPUTS = """
 Args:
     predictions: list[str], one hypothesis per segment.
     references: list[str] (one reference per segment) or list[list[str]] (one or more references
@@ -94,36 +79,3 @@ Args:
 Returns:
     {name}: float in [0, 1].
 """
-
-
-class SacrebleuMetric(TextMetric):
-    """A sacrebleu corpus metric (``scorer()``), its score / 100."""
-
-    INPUTS = TextMetric.INPUTS.replace("float in [0, 1].", "float in [0, 1] (sacrebleu's score / 100).")
-
-    @abstractmethod
-    def scorer(self) -> Any: ...
-
-    def _compute(self, predictions: Any, references: Any, **options: Any) -> dict[str, Any]:
-        score = self.scorer().corpus_score(list(predictions), reference_streams(references))
-        return {self.NAME: score.score / 100.0}
-
-
-def reference_rows(references: Sequence[str | Sequence[str]], required: bool = True) -> list[list[str]]:
-    """One list of references per prediction (a plain string is a list of one); ``required``: every
-    prediction needs at least one."""
-    rows = [[ref] if isinstance(ref, str) else list(ref) for ref in references]
-    if required and any(not row for row in rows):
-        raise ValueError("every prediction needs at least one reference")
-    return rows
-
-
-def reference_streams(references: Sequence[str | Sequence[str]]) -> list[list[str | None]]:
-    """Per-prediction references -> sacrebleu's layout: one stream per reference index.
-
-    A prediction with fewer references than the most is padded with None, which sacrebleu drops
-    (its documented way to give a variable number of references; '' would count as a reference).
-    """
-    rows = reference_rows(references)
-    width = max(len(row) for row in rows)
-    return [[row[i] if i < len(row) else None for row in rows] for i in range(width)]

@@ -1,4 +1,6 @@
-"""Load the bundled metric modules by path (works offline) and compute several at once."""
+"""Compute the bundled metrics (``mmcli.evaluation.measures``), several at once; and load their ``evaluate``
+modules by path (offline), which wrap the same computations, for whoever wants ``evaluate``'s interface.
+mmcli's own scoring never imports ``evaluate``: its import costs seconds per command."""
 
 from __future__ import annotations
 
@@ -40,13 +42,17 @@ def compute_metric_values(name: str, predictions: Sequence[Any], references: Seq
     ``kwargs`` go to the module's ``compute`` over mmcli's defaults (macro F1); with nothing to
     score the result is ``{name: NaN}``.
     """
+    import importlib
+
     predictions, references = _plain(predictions), _plain(references)
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    if name not in available_metrics():
+        raise ValueError(f"unknown metric '{name}' (bundled: {', '.join(available_metrics())})")
     if not predictions:
         return {name: math.nan}
-    module = load_metric(name)
-    return module.compute(predictions=predictions, references=references, **{**_COMPUTE_KWARGS.get(name, {}), **kwargs})
+    measure = importlib.import_module(f"mmcli.evaluation.measures.{name}")
+    return measure.compute(predictions, references, **{**_COMPUTE_KWARGS.get(name, {}), **kwargs})
 
 
 def compute_metrics(names: Sequence[str], predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:

@@ -21,7 +21,7 @@ def external_split_name(manifest: str | Path) -> str:
 def evaluate_run(run_dir: str | Path, split: str = "test", num_proc: int = 1, quiet: bool = True,
                  robustness: bool = False, reference: str | Path | None = None,
                  manifest: str | Path | None = None, retrieval: bool = False, zero_shot: str | None = None,
-                 prompt: str = "a {}", classes: list[str] | None = None) -> dict[str, Any]:
+                 prompt: str = "a {}", classes: list[str] | None = None, plots: bool = False) -> dict[str, Any]:
     """Metrics on ``split``; with ``robustness``, also each input missing and under noise levels 0..1
     (JSON + PNG in the run directory). ``reference``: a run directory whose robustness report on the
     same split is the baseline curve for effective robustness. ``manifest``: evaluate every row of
@@ -33,7 +33,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", num_proc: int = 1, qu
 
     with run_lock(existing_run_dir(run_dir), "evaluate"):  # before opening it: a run being trained is refused as in use
         return _evaluate(run_dir, split, num_proc, quiet, robustness, reference, manifest,
-                         {"retrieval": retrieval, "zero_shot": zero_shot, "prompt": prompt, "classes": classes})
+                         {"retrieval": retrieval, "zero_shot": zero_shot, "prompt": prompt, "classes": classes,
+                          "plots": plots})
 
 
 def _evaluate(run_dir: str | Path, split: str, num_proc: int, quiet: bool, robustness: bool,
@@ -51,7 +52,9 @@ def _evaluate(run_dir: str | Path, split: str, num_proc: int, quiet: bool, robus
             raise DataError(f"{manifest}: no row could be decoded ({len(skipped)} skipped)", hint=f"see {errors_file}")
     else:
         dataset = split_dataset(run, split, num_proc, quiet)
-    metrics = evaluate_splits(run.model, run.recipe, {split: dataset}, [split], plots=run.run_dir / "plots")
+    # confusion matrices only when asked: drawing them costs more than the evaluation itself
+    metrics = evaluate_splits(run.model, run.recipe, {split: dataset}, [split],
+                              plots=run.run_dir / "plots" if extra["plots"] else None)
     result: dict[str, Any] = {"run_dir": str(run.run_dir), "split": split, "metrics": metrics[split]}
     if manifest is not None:
         result |= {"manifest": str(manifest), "skipped": len(skipped)}

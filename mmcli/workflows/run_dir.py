@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from mmcli.errors import DataError
+from mmcli.errors import DataError, MmcliWarning
 from mmcli.recipe.loader import validate_recipe
-from mmcli.runs import BEST_CHECKPOINT, PREPROCESSING_FILE, RECIPE_FILE, read_json
+from mmcli.runs import BEST_CHECKPOINT, PREPROCESSING_FILE, RECIPE_FILE, read_json, recipe_edited
 
 
 @dataclass
@@ -54,7 +54,23 @@ def run_recipe(run_dir: Path) -> Any:
                         hint="restore the file the run wrote, or train the run again") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: not a recipe (a YAML mapping)", hint="restore the file the run wrote")
+    if recipe_edited(run_dir):
+        import warnings
+
+        warnings.warn(f"{path}: the run's recipe no longer matches what it was trained with (edited after "
+                      "training); it is used as it is now", MmcliWarning, stacklevel=2)
     return validate_recipe(data)
+
+
+def resolved_paths(recipe: Any) -> Any:
+    """A copy of ``recipe`` whose paths (``data.manifest``, ``data.cache_dir``, ``init``) are absolute, as
+    the run records them: the run is then usable from any working directory."""
+    recipe = recipe.model_copy(deep=True)
+    recipe.data.manifest = str(Path(recipe.data.manifest).resolve())
+    recipe.data.cache_dir = str(Path(recipe.data.cache_dir).resolve())
+    if recipe.init:
+        recipe.init = str(Path(recipe.init).resolve())
+    return recipe
 
 
 def open_run(run_dir: str | Path) -> LoadedRun:
@@ -75,14 +91,17 @@ def split_dataset(run: LoadedRun, split: str, num_proc: int = 1, quiet: bool = T
     """The cached split the run was trained from, or the manifest re-decoded with the run's processors."""
     cache = Path(run.data.get("cache", ""))
     if cache.is_dir() and (cache / "summary.json").is_file():
-        from datasets import load_from_disk
+        from mmcli.data.cached_split import cached_split_names, open_cached_split
 
-        datasets = load_from_disk(str(cache / "dataset"))
+        names = cached_split_names(cache / "dataset")
+        if split in names:
+            return open_cached_split(cache / "dataset", split)
     else:
         datasets = _redecode(run, num_proc, quiet)
-    if split not in datasets:
-        raise DataError(f"split '{split}' is not in the data (splits: {', '.join(sorted(datasets))})", hint="pass --split with one of them")
-    return datasets[split]
+        names = list(datasets)
+        if split in names:
+            return datasets[split]
+    raise DataError(f"split '{split}' is not in the data (splits: {', '.join(sorted(names))})", hint="pass --split with one of them")
 
 
 def _redecode(run: LoadedRun, num_proc: int, quiet: bool) -> dict[str, Any]:
@@ -93,6 +112,9 @@ def _redecode(run: LoadedRun, num_proc: int, quiet: bool) -> dict[str, Any]:
 
     data = run.recipe.data
     manifest = Path(data.manifest)
+    if not manifest.is_absolute() and not manifest.is_file():  # a run written before runs recorded absolute paths
+        raise DataError(f"{run.run_dir}: its cache is gone and its manifest '{manifest}' is relative to the folder "
+                        "it was trained from", hint="run the command from that folder, or pass --manifest")
     table = read_manifest(manifest)
     splits = assign_splits(table, data.split_column, data.split_ratios, run.recipe.seed)
     ids = row_ids(table, data.id_column, manifest)

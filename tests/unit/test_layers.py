@@ -30,6 +30,7 @@ LAYERS = {
     # that objectives compute their metrics with
     "mmcli.evaluation.metrics": "metrics", "mmcli.evaluation.metric_base": "metrics",
     "mmcli.evaluation.metrics_loader": "metrics", "mmcli.evaluation.retrieval": "metrics",
+    "mmcli.evaluation.measures": "metrics",
     "mmcli.inference": "inference",
     "mmcli.model": "model",
     "mmcli.objectives": "objectives",

@@ -113,3 +113,37 @@ def test_rows_decoded_in_memory_are_the_tensors_the_cache_holds(tmp_path) -> Non
         if key == "video":
             continue  # row 1's frames are zeros now; the mask says so
         assert decoded.tensors[key].dtype == expected.dtype and torch.equal(decoded.tensors[key], expected), key
+
+
+def test_a_cache_opened_without_datasets_reads_as_datasets_reads_it(tmp_path) -> None:
+    from datasets import DatasetDict
+
+    from mmcli.data.cached_split import cached_split_names, open_cached_split
+
+    splits = DatasetDict({"train": dataset(9), "test": dataset(6, start=9)})
+    splits.save_to_disk(str(tmp_path / "dataset"), num_shards={"train": 3, "test": 2})  # several files a split
+    from datasets import load_from_disk
+
+    reference = load_from_disk(str(tmp_path / "dataset"))
+    assert sorted(cached_split_names(tmp_path / "dataset")) == ["test", "train"]
+    for split in ("train", "test"):
+        opened = open_cached_split(tmp_path / "dataset", split)
+        assert len(opened) == len(reference[split]) and opened.column_names == reference[split].column_names
+        assert opened["__id__"] == list(reference[split]["__id__"])
+        ours, theirs = split_tensors(opened, ["image", "text"], ["label", "score"]), whole(reference[split])
+        for key, value in theirs.items():
+            assert torch.equal(ours[key], value), (split, key)
+
+
+def test_columns_sliced_at_any_bit_offset_read_their_own_rows() -> None:
+    import pyarrow as pa
+
+    from mmcli.data.split_rows import ArrowColumn
+
+    flags = [bool(v) for v in np.random.default_rng(0).random(29) < 0.5]
+    numbers = list(range(29))
+    for start in (0, 3, 8, 13):
+        column = ArrowColumn(pa.chunked_array([pa.array(flags).slice(start, 11), pa.array(flags).slice(start + 11)]))
+        assert column.take(np.arange(len(column))).tolist() == flags[start:]
+        ints = ArrowColumn(pa.chunked_array([pa.array(numbers, pa.int32()).slice(start)]))
+        assert ints.take(np.arange(len(ints))).tolist() == numbers[start:]

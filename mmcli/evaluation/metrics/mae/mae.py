@@ -1,12 +1,14 @@
-"""Mean absolute error (bundled with mmcli, loaded by path)."""
+"""Mean absolute error between predictions and references (bundled with mmcli, loaded by path; computed by mmcli.evaluation.measures.mae).
 
-from sklearn.metrics import mean_absolute_error
+`evaluate` scans this file's imports with a regex: keep ONE import per line.
+"""
 
-from mmcli.evaluation.metric_base import ErrorMetric
+from mmcli.evaluation import metric_base
 
 
-class Mae(ErrorMetric):
+class Mae(metric_base.MeasureMetric):
     """Mean absolute error between predictions and references (original units)."""
 
     NAME = "mae"
-    score = staticmethod(mean_absolute_error)
+    FEATURES = metric_base.NUMBERS
+    INPUTS = metric_base.NUMBER_INPUTS

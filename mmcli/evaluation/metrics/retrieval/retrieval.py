@@ -1,21 +1,15 @@
-"""Retrieval metrics from ranked lists: recall@K, median rank, MRR (bundled with mmcli, loaded by path)."""
+"""Retrieval metrics from ranked lists: recall@K, median rank, MRR (bundled with mmcli, loaded by path).
 
-from typing import Sequence
+Computed by mmcli.evaluation.measures.retrieval. `evaluate` scans this file's imports with a regex: keep ONE
+import per line.
+"""
 
 import datasets
-import numpy as np
 
-from mmcli.evaluation.metric_base import BundledMetric
-from mmcli.evaluation.metric_base import pair_features
+from mmcli.evaluation import metric_base
 
 
-def first_positive_rank(ranked: Sequence[int], positives: Sequence[int]) -> int | None:
-    """1-based position of the first positive in ``ranked``; None if no positive is listed."""
-    wanted = set(positives)
-    return next((i + 1 for i, item in enumerate(ranked) if item in wanted), None)
-
-
-class Retrieval(BundledMetric):
+class Retrieval(metric_base.MeasureMetric):
     """Recall@K, median rank and mean reciprocal rank of the first positive in each ranked list."""
 
     NAME = "retrieval"
@@ -31,14 +25,4 @@ Returns:
     median_rank: median 1-based rank of the first positive (len(list) + 1 when none is listed);
     mrr: mean of 1 / rank (0 for a query with no positive in its list).
 """
-    FEATURES = pair_features(datasets.Sequence(datasets.Value("int64")), datasets.Sequence(datasets.Value("int64")))
-
-    def _compute(self, predictions, references, ks=(1, 5, 10)):
-        found = [first_positive_rank(r, p) for r, p in zip(predictions, references)]
-        # A query that missed ranks after its whole list (median) and earns nothing (MRR).
-        ranks = np.array([rank if rank is not None else len(r) + 1 for rank, r in zip(found, predictions)])
-        hit = np.array([rank is not None for rank in found])
-        out = {f"recall@{k}": float(np.mean(hit & (ranks <= k))) for k in ks}
-        out["median_rank"] = float(np.median(ranks))
-        out["mrr"] = float(np.mean(np.where(hit, 1.0 / ranks, 0.0)))
-        return out
+    FEATURES = metric_base.pair_features(datasets.Sequence(datasets.Value("int64")), datasets.Sequence(datasets.Value("int64")))

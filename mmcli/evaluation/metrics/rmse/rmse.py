@@ -1,12 +1,14 @@
-"""Root mean squared error (bundled with mmcli, loaded by path)."""
+"""Root mean squared error between predictions and references (bundled with mmcli, loaded by path; computed by mmcli.evaluation.measures.rmse).
 
-from sklearn.metrics import root_mean_squared_error
+`evaluate` scans this file's imports with a regex: keep ONE import per line.
+"""
 
-from mmcli.evaluation.metric_base import ErrorMetric
+from mmcli.evaluation import metric_base
 
 
-class Rmse(ErrorMetric):
+class Rmse(metric_base.MeasureMetric):
     """Root mean squared error between predictions and references (original units)."""
 
     NAME = "rmse"
-    score = staticmethod(root_mean_squared_error)
+    FEATURES = metric_base.NUMBERS
+    INPUTS = metric_base.NUMBER_INPUTS
