@@ -15,10 +15,10 @@ class TrainingProgress:
         self.console = Console(stderr=True)
         self.progress = Progress(
             TextColumn("[bold]train[/] epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=self.console, disable=not enabled, transient=False,
         )
-        self.task = self.progress.add_task("train", total=total_steps, completed=completed, epoch="1/?", loss=float("nan"))
+        self.task = self.progress.add_task("train", total=total_steps, completed=completed, epoch="1/?", loss="-")
 
     def __enter__(self) -> "TrainingProgress":
         self.progress.__enter__()
@@ -28,7 +28,8 @@ class TrainingProgress:
         self.progress.__exit__(*exc)
 
     def step(self, epoch: int, epochs: int, loss: float) -> None:
-        self.progress.update(self.task, advance=1, epoch=f"{epoch}/{epochs}", loss=loss)
+        """One step done; ``loss``: the epoch's running loss as last read (NaN: not read yet, shown '-')."""
+        self.progress.update(self.task, advance=1, epoch=f"{epoch}/{epochs}", loss=loss_text(loss))
 
     def epoch_done(self, epoch: int, monitor: str, score: float | None, improved: bool,
                    samples_per_s: float | None = None) -> None:
@@ -41,6 +42,11 @@ class TrainingProgress:
     def note(self, text: str) -> None:
         if self.enabled:
             self.progress.console.print(text)
+
+
+def loss_text(loss: float | None) -> str:
+    """A running loss as shown: '-' until one was read."""
+    return "-" if loss is None or loss != loss else f"{loss:.4f}"
 
 
 @contextmanager

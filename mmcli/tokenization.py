@@ -6,21 +6,38 @@ first token) and ``[SEP]`` ends it (a decoder's end-of-sequence)."""
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter, defaultdict
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from mmcli.errors import RecipeError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # [PAD] must be id 0
+CONTINUATION = "##"  # WordPiece's mark of a piece that continues a word
 
 
 def train_tokenizer(texts: list[str], kind: str, vocab_size: int, min_frequency: int, lowercase: bool,
                     max_length: int) -> Any:
-    """A ``tokenizers.Tokenizer`` trained on ``texts``: ``word`` (whole words, ties ordered by token, so
-    the same texts always give the same ids) or ``wordpiece`` (subwords; the trainer breaks count ties
-    in hash order, huggingface/tokenizers#1794)."""
+    """A ``tokenizers.Tokenizer`` trained on ``texts``: ``subword`` (WordPiece pieces learnt by
+    :func:`subword_vocabulary`: deterministic, and a word never seen splits into known pieces), ``word``
+    (whole words, ties ordered by token, so the same texts always give the same ids; an unseen word is
+    ``[UNK]``) or ``wordpiece`` (the ``tokenizers`` trainer, which breaks count ties in hash order,
+    huggingface/tokenizers#1794)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    if kind == "subword":
+        words: Counter[str] = Counter()
+        for text in texts:  # the words exactly as encoding will see them
+            words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+        vocab = subword_vocabulary(words, vocab_size, min_frequency)
+        tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix=CONTINUATION))
+        tokenizer.decoder = decoders.WordPiece()
+        tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizer
+        return with_template(tokenizer, max_length)
     if kind == "word":
         tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
         trainer: Any = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
@@ -30,10 +47,80 @@ def train_tokenizer(texts: list[str], kind: str, vocab_size: int, min_frequency:
         tokenizer.decoder = decoders.WordPiece()
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                             special_tokens=SPECIAL_TOKENS, show_progress=False)
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizer
     tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
     return with_template(tokenizer, max_length)
+
+
+def subword_vocabulary(words: dict[str, int], vocab_size: int, min_frequency: int = 1) -> dict[str, int]:
+    """A WordPiece vocabulary (piece -> id) of at most ``vocab_size`` pieces from word counts.
+
+    The special tokens, then every character seen, alone and as a continuation (``##c``), so a new
+    word made of seen characters always splits into known pieces, never ``[UNK]``; then byte-pair
+    merges (Sennrich et al., 2016) of the most frequent adjacent pieces, in order, while their count
+    is at least ``min_frequency``: frequent words end up whole, rare ones in frequent parts. Every tie
+    is broken by the pieces' text, never by hash order, so the same counts always give the same ids.
+    """
+    letters: Counter[str] = Counter()
+    for word, count in words.items():
+        for letter in word:
+            letters[letter] += count
+    pieces = list(SPECIAL_TOKENS)
+    for letter in sorted(letters, key=lambda letter: (-letters[letter], letter)):
+        pieces += [letter, CONTINUATION + letter]
+    pieces = pieces[:vocab_size]
+    known = set(pieces)
+    spelled = sorted(words)
+    symbols = [[word[0], *(CONTINUATION + letter for letter in word[1:])] for word in spelled]
+    counts = [words[word] for word in spelled]
+    pair_counts: Counter[tuple[str, str]] = Counter()
+    holders: dict[tuple[str, str], set[int]] = defaultdict(set)  # words that may hold a pair (a superset)
+    for index, parts in enumerate(symbols):
+        for pair in pairwise(parts):
+            pair_counts[pair] += counts[index]
+            holders[pair].add(index)
+    heap = [(-count, pair) for pair, count in pair_counts.items()]
+    heapq.heapify(heap)
+    while heap and len(pieces) < vocab_size:
+        negative, pair = heapq.heappop(heap)
+        if pair_counts.get(pair, 0) != -negative:
+            continue  # a stale entry: the pair's count changed since it was pushed
+        if -negative < max(min_frequency, 1):
+            break
+        merged = pair[0] + pair[1].removeprefix(CONTINUATION)
+        if merged not in known:
+            pieces.append(merged)
+            known.add(merged)
+        changed: set[tuple[str, str]] = set()
+        for index in sorted(holders.pop(pair)):
+            old, new = symbols[index], _merge(symbols[index], pair, merged)
+            for gone in pairwise(old):
+                pair_counts[gone] -= counts[index]
+                changed.add(gone)
+            for came in pairwise(new):
+                pair_counts[came] += counts[index]
+                holders[came].add(index)
+                changed.add(came)
+            symbols[index] = new
+        for other in sorted(changed):
+            if pair_counts[other] > 0:
+                heapq.heappush(heap, (-pair_counts[other], other))
+            else:
+                del pair_counts[other]
+    return {piece: index for index, piece in enumerate(pieces)}
+
+
+def _merge(parts: list[str], pair: tuple[str, str], merged: str) -> list[str]:
+    out: list[str] = []
+    index = 0
+    while index < len(parts):
+        if index + 1 < len(parts) and (parts[index], parts[index + 1]) == pair:
+            out.append(merged)
+            index += 2
+        else:
+            out.append(parts[index])
+            index += 1
+    return out
 
 
 def with_template(tokenizer: Any, max_length: int) -> Any:

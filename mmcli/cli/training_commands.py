@@ -10,13 +10,53 @@ import typer
 
 from mmcli.cli.options import (DebugFlag, JsonFlag, NumProcOpt, OverridesArg, OverwriteOpt, QuietFlag, RecipeArg, ResumeOpt,
                                examples)
-from mmcli.cli.state import execute, mode
+from mmcli.cli.state import OutputMode, execute, mode
+
+NumProcessesOpt = Annotated[int, typer.Option("--num-processes", min=1, help="Train with N processes on this machine "
+                            "(data parallel, under torchrun: one per GPU, or a share of the CPU cores each).")]
+NnodesOpt = Annotated[int, typer.Option("--nnodes", min=1, help="Machines taking part (with --num-processes each).")]
+NodeRankOpt = Annotated[int, typer.Option("--node-rank", min=0, help="This machine's rank among --nnodes (0: the main one).")]
+MasterAddrOpt = Annotated[Optional[str], typer.Option("--master-addr", help="Address of the machine with --node-rank 0.")]
+MasterPortOpt = Annotated[Optional[int], typer.Option("--master-port", help="Free port on the machine with --node-rank 0.")]
 
 
 def _load(recipe: str, overrides: list[str] | None) -> Any:
     from mmcli.recipe.loader import load_recipe
 
     return load_recipe(recipe, overrides or [])
+
+
+def _execute(out: OutputMode, work: Callable[[], dict[str, Any]], render: Callable[[dict[str, Any]], None],
+             launch: Any, load: Callable[[], Any], exit_code: Callable[[dict[str, Any]], int] | None = None) -> None:
+    """Run the command here, or again under torchrun with ``--num-processes`` (this process then exits
+    with the main process's code); under that launcher, the main process records its exit code."""
+    from mmcli.workflows.launch import record_exit
+
+    if launch.wanted:
+        _launch(out, launch, load)
+    try:
+        execute(out, work, render, exit_code=exit_code)
+    except typer.Exit as stop:
+        record_exit(stop.exit_code)
+        raise
+    record_exit(0)
+
+
+def _launch(out: OutputMode, launch: Any, load: Callable[[], Any]) -> None:
+    import json
+
+    from mmcli.errors import MmcliError
+    from mmcli.workflows.launch import run_launcher
+
+    try:
+        load()  # a bad recipe is one line here, before any process starts
+        code = run_launcher(launch, sys.argv, out.json)
+    except MmcliError as error:
+        if out.json:
+            sys.stdout.write(json.dumps({"ok": False, "error": error.one_line(), "exit_code": error.exit_code}) + "\n")
+        typer.echo(f"error: {error.one_line()}", err=True)
+        code = error.exit_code
+    raise typer.Exit(code)
 
 
 def _render_training(result: dict[str, Any]) -> None:
@@ -44,6 +84,8 @@ def _render_stage(result: dict[str, Any], stage: str) -> None:
 def preprocess(
     recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
     force: Annotated[bool, typer.Option("--force", help="Rebuild the cache even if it is up to date.")] = False,
+    backend: Annotated[str, typer.Option("--backend", help="local (processes on this machine) or ray (Ray Data; pip install 'mmcli\\[ray]').")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --backend ray: the cluster to join (default: a local Ray for this call).")] = None,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Validate the manifest, decode media once, fit processors on the train split, write the Arrow cache."""
@@ -52,7 +94,8 @@ def preprocess(
     def work() -> dict[str, Any]:
         from mmcli.workflows.preprocess import preprocess as run_preprocess
 
-        return run_preprocess(_load(recipe, overrides), num_proc=num_proc, force=force, quiet=not out.show_progress)
+        return run_preprocess(_load(recipe, overrides), num_proc=num_proc, force=force, quiet=not out.show_progress,
+                              backend=backend, ray_address=ray_address)
 
     def render(result: dict[str, Any]) -> None:
         from mmcli.cli.render import console, preprocess_lines
@@ -66,6 +109,7 @@ preprocess.epilog = examples(  # type: ignore[attr-defined]
     "mmcli preprocess recipes/quickstart.yaml",
     "mmcli preprocess recipes/quickstart.yaml data.on_error=skip --num-proc 2",
     "mmcli preprocess my.yaml data.manifest=data/other.csv --json",
+    "mmcli preprocess recipes/quickstart.yaml --backend ray --ray-address ray://head:10001",
 )
 
 
@@ -81,6 +125,13 @@ def _pretrain(recipe: Any, **options: Any) -> dict[str, Any]:
     return run_pretrain(recipe, **options)
 
 
+def _launch_settings(processes: int, nnodes: int, node_rank: int, master_addr: Optional[str],
+                     master_port: Optional[int]) -> Any:
+    from mmcli.workflows.launch import Launch
+
+    return Launch(processes, nnodes, node_rank, master_addr, master_port)
+
+
 def _training_command(name: str, workflow: Callable[..., dict[str, Any]], summary: str, run_dir_help: str,
                       *example_lines: str) -> Callable[..., None]:
     """finetune and pretrain: the same arguments and output, each running its own workflow."""
@@ -89,6 +140,8 @@ def _training_command(name: str, workflow: Callable[..., dict[str, Any]], summar
         recipe: RecipeArg, overrides: OverridesArg = None, num_proc: NumProcOpt = 2,
         run_dir: Annotated[Optional[str], typer.Option("--run-dir", help=run_dir_help)] = None,
         resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
+        num_processes: NumProcessesOpt = 1, nnodes: NnodesOpt = 1, node_rank: NodeRankOpt = 0,
+        master_addr: MasterAddrOpt = None, master_port: MasterPortOpt = None,
         json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
     ) -> None:
         out = mode(json_output, quiet, debug)
@@ -97,7 +150,8 @@ def _training_command(name: str, workflow: Callable[..., dict[str, Any]], summar
             return workflow(_load(recipe, overrides), run_dir=run_dir, num_proc=num_proc,
                             show_progress=out.show_progress, argv=sys.argv, resume=resume, overwrite=overwrite)
 
-        execute(out, work, _render_training)
+        launch = _launch_settings(num_processes, nnodes, node_rank, master_addr, master_port)
+        _execute(out, work, _render_training, launch, lambda: _load(recipe, overrides))
 
     command.__name__ = command.__qualname__ = name  # Typer names the command after the function
     command.__doc__ = summary
@@ -113,6 +167,7 @@ finetune = _training_command(
     "mmcli finetune recipes/quickstart.yaml model.fusion.type=attention training.epochs=5",
     "mmcli finetune recipes/quickstart.yaml ~inputs.audio ~inputs.video --run-dir runs/no-av",
     "mmcli finetune recipes/quickstart.yaml training.checkpoint_every=100 --resume",
+    "mmcli finetune recipes/quickstart.yaml --num-processes 2",
     "mmcli finetune recipes/pretrain-then-finetune.yaml init=runs/pretrain-then-finetune-pretrain training.freeze_encoders=always",
 )
 pretrain = _training_command(
@@ -131,6 +186,8 @@ def run(
     sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="key.path=v1,v2,... : train each value (several --sweep: every combination) and compare.")] = None,
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Run directory (default: OUTPUT_DIR/NAME).")] = None,
     resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
+    num_processes: NumProcessesOpt = 1, nnodes: NnodesOpt = 1, node_rank: NodeRankOpt = 0,
+    master_addr: MasterAddrOpt = None, master_port: MasterPortOpt = None,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Run every stage of a recipe: preprocess, pretrain (with a 'pretrain' section), finetune, evaluate (and --check)."""
@@ -161,13 +218,19 @@ def run(
             return 0 if all(row["ok"] for row in result["sweep"]) else 1
         return 0 if result.get("check_passed", True) else 1
 
-    execute(out, work, render, exit_code=code)
+    launch = _launch_settings(num_processes, nnodes, node_rank, master_addr, master_port)
+    if launch.wanted and sweep:
+        typer.echo("error: --sweep runs its trainings one after the other in this process: leave out --num-processes",
+                   err=True)
+        raise typer.Exit(2)
+    _execute(out, work, render, launch, lambda: _load(recipe, overrides), exit_code=code)
 
 
 run.epilog = examples(  # type: ignore[attr-defined]
     "mmcli run recipes/quickstart.yaml",
     "mmcli run recipes/quickstart.yaml --check",
     "mmcli run recipes/quickstart.yaml --check --overwrite",
+    "mmcli run recipes/quickstart.yaml --num-processes 4 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500",
     "mmcli run quickstart training.epochs=3 --json",
     "mmcli run recipes/quickstart.yaml --sweep model.fusion.type=concat,gated,tensor",
     "mmcli run recipes/fusion-sweep.yaml",

@@ -17,7 +17,9 @@ from pydantic import BeforeValidator, Field, create_model, model_validator
 from mmcli import registries
 from mmcli.errors import RecipeError
 from mmcli.models.adapters import AdapterSettings
+from mmcli.models.augmentation import AUGMENT_SETTINGS
 from mmcli.models.backbone import SharedSpaceSettings
+from mmcli.recipe import whole_model
 from mmcli.recipe.stages import pretraining_recipe
 from mmcli.registries import (ATTENTIONS, DEFAULT_ENCODER, ENCODERS, FUSIONS, LOSS_WEIGHTINGS, MODALITIES, OBJECTIVES,
                               PLUGINS, PROCESSORS)
@@ -50,6 +52,11 @@ class DataSettings(Settings):
         return self
 
 
+class EmaSettings(Settings):
+    decay: float = Field(0.999, gt=0, lt=1, description="after each optimizer step: average = decay * average + "
+                         "(1 - decay) * weights")
+
+
 class TrainingSettingsBase(Settings):
     """``training`` keys; ``loss_weighting`` (a registry union) is added in :func:`recipe_model`."""
 
@@ -74,7 +81,9 @@ class TrainingSettingsBase(Settings):
     step_epochs: float = Field(1.0, gt=0, description="step: epochs between reductions")
     plateau_patience: int = Field(2, ge=0, description="plateau: epochs without improvement before a reduction")
     drop_last: bool = Field(True, description="drop each epoch's last incomplete training batch (false: train on it)")
-    num_threads: int | None = Field(None, ge=1, description="CPU threads torch uses (default: torch's own choice)")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads torch uses per process (default: the "
+                                    "cores divided by the processes, fewer when other programs keep the cores busy; "
+                                    "a warning says what was chosen)")
     grad_clip: float | None = Field(1.0, gt=0)
     early_stopping_patience: int | None = Field(None, ge=1, description="epochs without improvement before stopping")
     monitor: str | None = Field(None, description="what selects the best checkpoint and drives early stopping: "
@@ -87,11 +96,23 @@ class TrainingSettingsBase(Settings):
     checkpoint_every: int | None = Field(None, ge=1, description="also save a full checkpoint every N steps (always at each epoch end)")
     keep_checkpoints: int = Field(2, ge=1, description="how many step checkpoints to keep (the best is kept apart)")
     on_nan: Literal["fail", "skip_batch"] = Field("fail", description="non-finite loss: stop with the step and task, or skip and count the batch")
-    mixed_precision: Literal["no", "bf16"] = "no"
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        "no", description="autocast the forward pass: bf16 (GPUs since Ampere, recent CPUs) or fp16 (GPUs only; with a "
+                          "gradient scaler, saved in checkpoints); weights and optimizer state stay float32")
+    grad_accum_steps: int = Field(1, ge=1, description="split each step's batch into this many micro-batches, whose "
+                                  "gradients add up before one optimizer step: batch_size rows still make one step "
+                                  "(less memory, the same schedule); batch_size must divide evenly")
+    compile: bool = Field(False, description="torch.compile the model's training forward pass (the first steps "
+                          "compile; worth it for long runs on GPUs)")
+    strategy: Literal["ddp", "fsdp"] = Field("ddp", description="several processes: ddp (a copy of the model per "
+                                             "process) or fsdp (parameters, gradients and optimizer state sharded "
+                                             "over the processes, torch FSDP2: models that do not fit one device)")
+    ema: Union[EmaSettings, None] = Field(None, description="keep an exponential moving average of the weights; "
+                                          "validation, the best checkpoint and the final model use it")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     trackers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=lambda: ["csv"], description="experiment trackers, writing into the run directory: csv "
-        "(metrics.csv), tensorboard, mlflow (local file store, or MLFLOW_TRACKING_URI), wandb (offline by default)")
+        "(metrics.csv), tensorboard, mlflow (a SQLite store mlflow.db in the run, or MLFLOW_TRACKING_URI), wandb (offline by default)")
     freeze_encoders: int | Literal["always"] = Field(0, description="keep the encoders' weights (and BatchNorm "
                                                      "statistics) fixed for this many epochs, or 'always' (a linear "
                                                      "probe of an initialised backbone)")
@@ -115,6 +136,9 @@ class TrainingSettingsBase(Settings):
             self.weight_decay = 0.01 if self.optimizer == "adamw" else 0.0
         if self.warmup_ratio is None:
             self.warmup_ratio = 0.05 if self.scheduler in ("cosine", "linear") else 0.0
+        if self.batch_size % self.grad_accum_steps:
+            raise ValueError(f"grad_accum_steps: batch_size ({self.batch_size}) must split into {self.grad_accum_steps} "
+                             "equal micro-batches")
         for part, rate in self.learning_rates.items():
             if not rate > 0:
                 raise ValueError(f"learning_rates.{part}: must be above 0")
@@ -167,7 +191,22 @@ def _input_model(modality: str) -> type:
             _tagged_union(encoders.configs(), "type"),
             Field(default_factory=lambda: {"type": DEFAULT_ENCODER[modality]}, validate_default=True),
         ),
+        **_augment_field(modality),
     )
+
+
+def _augment_field(modality: str) -> dict[str, Any]:
+    """``augment`` for the modalities that have training-time augmentation (none for text)."""
+    settings = AUGMENT_SETTINGS.get(modality)
+    if settings is None:
+        return {}
+    return {"augment": (Union[settings, None], Field(None, description="random changes to the training batches "
+                                                                        "(never to validation or evaluation)"))}
+
+
+def expand_whole_model(cls: type, data: Any) -> Any:
+    # model: {type: hf_vlm, ...} is written into the text tasks and the inputs before they validate
+    return whole_model.expand(data)
 
 
 def _named_string(data: Any) -> Any:
@@ -210,26 +249,33 @@ def _recipe_model(generation: int) -> type:
     for name in PLUGINS.names():
         plugin_fields.update(PLUGINS.get(name).model_settings)
 
+    def model_fields() -> dict[str, Any]:  # the multimodal model's keys (a whole model's settings carry them too)
+        return dict(
+            hidden_size=(int, Field(64, ge=4)),
+            dropout=(float, Field(0.1, ge=0, lt=1, description="dropout on the fused vector, before the task heads (a "
+                                                              "head may add its own, tasks.NAME.dropout, default 0)")),
+            fusion=(fusion, Field(default_factory=lambda: {"type": "concat"}, validate_default=True)),
+            fusion_inputs=(Union[list[str], None], Field(None, min_length=1, description="the inputs the fusion "
+                                                         "combines (default: every input); e.g. leave out a caption "
+                                                         "that a contrastive objective aligns with the fused media")),
+            attention=(
+                Union[_tagged_union(ATTENTIONS.configs(), "type"), None],
+                Field(None, description="cross-modal attention block applied to the encoder outputs before fusion "
+                                        "(default: none)"),
+            ),
+            shared_space=(Union[SharedSpaceSettings, None],
+                          Field(None, description="project every input's pooled vector into one shared space "
+                                                  "(objectives that compare inputs read it; default: none)")),
+            **plugin_fields,
+        )
+
     model_settings = create_model(
-        "ModelSettings",
-        __base__=Settings,
-        hidden_size=(int, Field(64, ge=4)),
-        dropout=(float, Field(0.1, ge=0, lt=1, description="dropout on the fused vector, before the task heads (a "
-                                                          "head may add its own, tasks.NAME.dropout, default 0)")),
-        fusion=(fusion, Field(default_factory=lambda: {"type": "concat"}, validate_default=True)),
-        fusion_inputs=(Union[list[str], None], Field(None, min_length=1, description="the inputs the fusion combines "
-                                                     "(default: every input); e.g. leave out a caption that a "
-                                                     "contrastive objective aligns with the fused media")),
-        attention=(
-            Union[_tagged_union(ATTENTIONS.configs(), "type"), None],
-            Field(None, description="cross-modal attention block applied to the encoder outputs before fusion "
-                                    "(default: none)"),
-        ),
-        shared_space=(Union[SharedSpaceSettings, None],
-                      Field(None, description="project every input's pooled vector into one shared space "
-                                              "(objectives that compare inputs read it; default: none)")),
-        **plugin_fields,
-    )
+        "ModelSettings", __base__=Settings,
+        type=(Literal[whole_model.MULTIMODAL], Field(whole_model.MULTIMODAL, exclude=True, description=(
+            "multimodal (towers, fusion, heads), or a whole pretrained model: "
+            f"{', '.join(whole_model.whole_models()) or 'none registered'}"))),
+        **model_fields())
+    model_type = whole_model.model_union(model_settings, model_fields)
     training_settings = create_model(
         "TrainingSettings",
         __base__=TrainingSettingsBase,
@@ -242,6 +288,7 @@ def _recipe_model(generation: int) -> type:
     def check_references(recipe: Any) -> Any:
         if not recipe.inputs:
             raise ValueError("inputs: at least one input is needed")
+        whole_model.check(recipe)
         if not recipe.tasks and not recipe.objectives:
             raise ValueError("tasks: at least one task or objective is needed (a recipe without labels uses "
                              "'objectives:')")
@@ -295,7 +342,8 @@ def _recipe_model(generation: int) -> type:
     recipe = create_model(
         "Recipe",
         __base__=Settings,
-        __validators__={"check_references": model_validator(mode="after")(check_references)},
+        __validators__={"whole_model": model_validator(mode="before")(expand_whole_model),
+                        "check_references": model_validator(mode="after")(check_references)},
         name=(str, Field(..., pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", description="run name: one folder name (letters, digits, _ . -, not starting with . or -); the run directory is output_dir/name")),
         description=(str, ""),
         seed=(int, 0),
@@ -313,7 +361,7 @@ def _recipe_model(generation: int) -> type:
         objectives=(dict[str, _optional_union(unsupervised, "type")],
                     Field(default_factory=dict, description="objective name -> type, weight, settings: losses "
                                                             "without a target column (pretraining, invariance)")),
-        model=(model_settings, Field(default_factory=model_settings)),
+        model=(model_type, Field(default_factory=model_settings)),
         training=(training_settings, Field(default_factory=training_settings)),
         evaluation=(EvaluationSettings, Field(default_factory=EvaluationSettings)),
         expected=(list[ExpectedMetric], Field(default_factory=list, description="metrics this recipe reproduces")),

@@ -3,53 +3,58 @@
 - A weights checkpoint (``checkpoints/best``, what evaluate and predict load) is a folder holding
   ``model.safetensors`` and ``model.json`` (metadata, written last: it marks the folder complete).
 - A full training checkpoint for exact resume (``checkpoints/step-N``) holds ``model.safetensors``,
-  ``optimizer.safetensors`` (every optimizer tensor), ``rng.safetensors`` (torch RNG states) and
-  ``trainer_state.json`` (scheduler, progress, the rest, as JSON). It is written into a temporary
+  ``optimizer.safetensors`` (every optimizer tensor), ``rng.safetensors`` (rank 0's RNG states) and
+  ``rng-rank-R.safetensors`` (every other rank's, under data parallelism), ``ema.safetensors`` (the moving
+  average of the weights, with ``training.ema``) and ``trainer_state.json`` (scheduler, progress, the
+  fp16 gradient scaler, the rest, as JSON). It is written into a temporary
   folder and renamed into place, so a kill during a save leaves the previous checkpoints intact and
   a ``step-N`` folder is always complete. Old checkpoints are pruned by renaming them to a hidden name
   first and deleting that, so a kill mid-delete never leaves a half-deleted ``step-N``; what a kill
   leaves behind (hidden staging or pruned folders) is cleaned at the next save.
 
-Under data parallelism the RNG states saved are rank 0's; a resumed multi-process run restores them
-on every rank (its dropout draws then differ from the uninterrupted run's on the other ranks).
+Under data parallelism every rank's RNG states are saved (gathered to the main process, which alone
+writes the folder) and each rank restores its own. A run resumed with another number of processes
+restores rank 0's on the ranks the checkpoint has no states for (it continues, but not exactly).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from mmcli.errors import DataError
-from mmcli.legacy import format1_state
+from mmcli.legacy import format1_state, without_unread_fusion
 from mmcli.pretrained import PRETRAINED_FROM
 from mmcli.model import CHECKPOINT_FORMAT
 from mmcli.runs import MODEL_INFO, MODEL_WEIGHTS, atomic_write_bytes, atomic_write_json, read_json, staging_dir
+from mmcli.training.rng import RngState, capture_rng, restore_rng
 from mmcli.version import __version__
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
-RNG_FILE = "rng.safetensors"
+RNG_FILE = "rng.safetensors"  # rank 0's; rank R's: rng-rank-R.safetensors
+EMA_FILE = "ema.safetensors"
 PREFIX = "step-"
 TRASH = ".pruned-"  # a checkpoint being deleted: renamed first, so a kill never leaves half of one
 FORMAT = 2  # trainer_state.json layout (1: mmcli 0.1, before the backbone/objectives split)
 
 
-def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict as safetensors can store it: on the CPU, contiguous, and a tensor that appears
-    under two names (an encoder shared by two inputs) stored as a copy under the second."""
+def state_tensors(model: torch.nn.Module, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The state dict (``state``, or the model's own) as safetensors can store it: on the CPU, contiguous,
+    and a tensor that appears under two names (an encoder shared by two inputs) stored as a copy under
+    the second."""
     out, seen = {}, set()
-    for name, tensor in model.state_dict().items():
+    for name, tensor in (model.state_dict() if state is None else state).items():
         tensor = tensor.detach().cpu().contiguous()
         if tensor.data_ptr() in seen and tensor.numel():
             tensor = tensor.clone()
@@ -72,36 +77,43 @@ def referenced_weights(model: torch.nn.Module) -> dict[str, list[str]]:
     return {"pretrained": sorted(pretrained), "init": sorted(init), "init_run": [run] if init else []}
 
 
-def _saved_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
+def _saved_state(model: torch.nn.Module, state: dict[str, torch.Tensor] | None = None
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
     referenced = referenced_weights(model)
     skipped = set(referenced["pretrained"]) | set(referenced["init"])
-    return {k: v for k, v in state_tensors(model).items() if k not in skipped}, referenced
+    return {k: v for k, v in state_tensors(model, state).items() if k not in skipped}, referenced
 
 
-def save_checkpoint(directory: Path, model: torch.nn.Module, info: dict[str, Any]) -> Path:
-    """Write weights then metadata, each atomically; metadata last marks the checkpoint complete. Frozen
-    weights with a source are referred to, not copied (``referenced`` in the metadata)."""
-    state, referenced = _saved_state(model)
+def save_checkpoint(directory: Path, model: torch.nn.Module, info: dict[str, Any],
+                    state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write weights (``state``, or the model's own) then metadata, each atomically; metadata last marks
+    the checkpoint complete. Frozen weights with a source are referred to, not copied (``referenced`` in
+    the metadata)."""
+    state, referenced = _saved_state(model, state)
     atomic_write_bytes(directory / MODEL_WEIGHTS, save_safetensors(state))
     atomic_write_json(directory / MODEL_INFO, {**info, "format": CHECKPOINT_FORMAT, "mmcli": __version__,
                                                "referenced": referenced})
     return directory
 
 
-def load_weights(directory: Path, model: torch.nn.Module) -> dict[str, Any]:
+Loader = Callable[[dict[str, torch.Tensor]], None]  # loads a (partial) state dict into a model
+
+
+def load_weights(directory: Path, model: torch.nn.Module, loader: Loader | None = None) -> dict[str, Any]:
     """Load a checkpoint folder's weights into ``model`` and return its metadata: every weight of the model
     is either in the checkpoint or one it refers to (restored from the run it names; pretrained ones the
     model was built with). Format-1 checkpoints (mmcli 0.1) are read with their keys renamed; newer formats
     are refused in one line."""
     state = read_state(directory)
     info = read_json(directory / MODEL_INFO)
-    _load_with_references(model, state, info.get("referenced", {}), directory / MODEL_WEIGHTS)
+    _load_with_references(model, state, info.get("referenced", {}), directory / MODEL_WEIGHTS, loader)
     return info
 
 
 def _load_with_references(model: torch.nn.Module, state: dict[str, torch.Tensor], referenced: dict[str, list[str]],
-                          where: Path) -> None:
+                          where: Path, loader: Loader | None = None) -> None:
     own = set(model.state_dict())
+    state = without_unread_fusion(state, own)  # an untrained fusion that older runs saved (mmcli.legacy)
     allowed = set(referenced.get("pretrained", [])) | set(referenced.get("init", []))
     problems = sorted(set(state) - own) + sorted((own - set(state)) - allowed)
     if problems:
@@ -110,6 +122,9 @@ def _load_with_references(model: torch.nn.Module, state: dict[str, torch.Tensor]
     wanted = sorted(set(referenced.get("init", [])) & own)
     if wanted:
         state = {**state, **weights_of_run(Path(referenced["init_run"][0]), wanted)}
+    if loader is not None:  # a sharded model loads whole tensors its own way
+        loader(state)
+        return
     with torch.no_grad():
         model.load_state_dict(state, strict=False)
 
@@ -155,8 +170,9 @@ def read_state(directory: Path) -> dict[str, torch.Tensor]:
     return format1_state(state) if written == 1 else state
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    state = optimizer.state_dict()
+def _optimizer_tensors(optimizer: torch.optim.Optimizer, state: dict[str, Any] | None = None
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = optimizer.state_dict() if state is None else state
     tensors, scalars = {}, {}
     for index, values in state["state"].items():
         for key, value in values.items():
@@ -167,7 +183,8 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                       load: Callable[[dict[str, Any]], None] | None = None) -> None:
     state: dict[int, dict[str, Any]] = {}
     for name, tensor in tensors.items():
         index, key = name.split(".", 1)
@@ -175,47 +192,61 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torc
     for name, value in meta["scalars"].items():
         index, key = name.split(".", 1)
         state.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    (load or optimizer.load_state_dict)({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _rng_tensors() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for index, value in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"cuda.{index}"] = value
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    meta = {"numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(gauss)],
-            "python": [version, list(internal), gauss_next]}
-    return tensors, meta
+def rng_file(rank: int) -> str:
+    return RNG_FILE if rank == 0 else f"rng-rank-{rank}.safetensors"
 
 
-def _restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    torch.set_rng_state(tensors["torch"])
-    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda."))]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-    kind, keys, position, has_gauss, gauss = meta["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
-    version, internal, gauss_next = meta["python"]
-    random.setstate((version, tuple(internal), gauss_next))
+@dataclass
+class ResumeExtras:
+    """What a full checkpoint holds besides weights, optimizer, scheduler and progress. ``rng``: every
+    rank's generator states in rank order (default: this process's alone); ``ema``: the moving average
+    of the weights (name -> tensor); ``scaler``: the fp16 gradient scaler's ``state_dict`` (numbers);
+    ``model_state`` / ``optimizer_state``: whole state dicts gathered from shards (FSDP), in place of the
+    model's and the optimizer's own."""
+
+    rng: list[RngState] = field(default_factory=lambda: [capture_rng()])
+    ema: dict[str, torch.Tensor] | None = None
+    scaler: dict[str, Any] | None = None
+    model_state: dict[str, torch.Tensor] | None = None
+    optimizer_state: dict[str, Any] | None = None
+
+
+@dataclass
+class ResumeTargets:
+    """Where :func:`load_training_state` restores besides model, optimizer and scheduler: this process's
+    ``rank`` (its own RNG states), the moving average, the gradient scaler, and how a sharded model and
+    optimizer load whole state dicts."""
+
+    rank: int = 0
+    ema: Any = None
+    scaler: Any = None
+    load_model: Loader | None = None
+    load_optimizer: Callable[[dict[str, Any]], None] | None = None
 
 
 def save_training_state(folder: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scheduler: Any, progress: dict[str, Any], keep: int) -> Path:
+                        scheduler: Any, progress: dict[str, Any], keep: int, extras: ResumeExtras | None = None) -> Path:
     """Write ``folder/step-N`` atomically, then delete all but the newest ``keep`` checkpoints."""
+    extras = extras or ResumeExtras()
     folder.mkdir(parents=True, exist_ok=True)
     staging = staging_dir(folder, f".{PREFIX}{step}.")
     try:
-        weights, referenced = _saved_state(model)
+        weights, referenced = _saved_state(model, extras.model_state)
         atomic_write_bytes(staging / MODEL_WEIGHTS, save_safetensors(weights))
-        optimizer_tensors, optimizer_meta = _optimizer_tensors(optimizer)
+        optimizer_tensors, optimizer_meta = _optimizer_tensors(optimizer, extras.optimizer_state)
         atomic_write_bytes(staging / OPTIMIZER_FILE, save_safetensors(optimizer_tensors))
-        rng_tensors, rng_meta = _rng_tensors()
-        atomic_write_bytes(staging / RNG_FILE, save_safetensors(rng_tensors))
+        for rank, (rng_tensors, _) in enumerate(extras.rng):
+            atomic_write_bytes(staging / rng_file(rank), save_safetensors(rng_tensors))
+        if extras.ema is not None:
+            atomic_write_bytes(staging / EMA_FILE, save_safetensors({k: v.detach().cpu().contiguous()
+                                                                     for k, v in extras.ema.items()}))
         atomic_write_json(staging / STATE_FILE, {"format": FORMAT, "step": step, "progress": progress,
                                                  "optimizer": optimizer_meta, "scheduler": scheduler.state_dict(),
-                                                 "rng": rng_meta, "referenced": referenced})
+                                                 "rng": [meta for _, meta in extras.rng], "scaler": extras.scaler,
+                                                 "referenced": referenced})
         target = folder / f"{PREFIX}{step}"
         if target.exists():
             _discard(target)
@@ -267,8 +298,22 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
-def load_training_state(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
-    """Restore everything saved by save_training_state; returns the trainer's progress record."""
+def recorded_threads(folder: Path) -> int | None:
+    """The CPU threads the newest full checkpoint in ``folder`` was trained with (None: none recorded)."""
+    found = list_checkpoints(folder)
+    if not found:
+        return None
+    try:
+        return json.loads((found[-1] / STATE_FILE).read_text())["progress"].get("threads")
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def load_training_state(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                        targets: ResumeTargets | None = None) -> dict[str, Any]:
+    """Restore everything saved by save_training_state (see :class:`ResumeTargets`); returns the trainer's
+    progress record."""
+    targets = targets or ResumeTargets()
     try:
         meta = json.loads((checkpoint / STATE_FILE).read_text())
         if meta.get("format", 1) != FORMAT:
@@ -276,10 +321,17 @@ def load_training_state(checkpoint: Path, model: torch.nn.Module, optimizer: tor
                             f"mmcli resumes format {FORMAT} only", hint="start a new run (its best model still "
                             "evaluates and predicts)")
         _load_with_references(model, load_safetensors((checkpoint / MODEL_WEIGHTS).read_bytes()),
-                              meta.get("referenced", {}), checkpoint / MODEL_WEIGHTS)
-        _restore_optimizer(optimizer, load_safetensors((checkpoint / OPTIMIZER_FILE).read_bytes()), meta["optimizer"])
+                              meta.get("referenced", {}), checkpoint / MODEL_WEIGHTS, targets.load_model)
+        _restore_optimizer(optimizer, load_safetensors((checkpoint / OPTIMIZER_FILE).read_bytes()), meta["optimizer"],
+                           targets.load_optimizer)
         scheduler.load_state_dict(meta["scheduler"])
-        _restore_rng(load_safetensors((checkpoint / RNG_FILE).read_bytes()), meta["rng"])
+        ranks = meta["rng"] if isinstance(meta["rng"], list) else [meta["rng"]]  # a dict: one rank (before 0.3)
+        own = targets.rank if targets.rank < len(ranks) else 0  # another number of processes: rank 0's (not exact)
+        restore_rng(load_safetensors((checkpoint / rng_file(own)).read_bytes()), ranks[own])
+        if targets.ema is not None:
+            targets.ema.load_state_dict(load_safetensors((checkpoint / EMA_FILE).read_bytes()))
+        if targets.scaler is not None and meta.get("scaler"):
+            targets.scaler.load_state_dict(meta["scaler"])
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
         raise DataError(f"{checkpoint}: cannot resume from this checkpoint: {' '.join(str(error).split())[:200]}",
                         hint="delete it to resume from an older one") from error

@@ -4,6 +4,7 @@ progress record that checkpoints save, and the monitor that picks the best epoch
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import torch
 
 from mmcli.errors import DataError
+from mmcli.training.ema import WeightAverage
 from mmcli.training.loss_tracker import LossTracker
 from mmcli.weighting import COMBINED_LOSS
 
@@ -93,9 +95,13 @@ class TrainingRun:
     state: dict[str, Any] = field(default_factory=fresh_progress)
     resumed_from: str | None = None
     best_info: dict[str, Any] | None = None
-    shown_loss: float = math.nan  # the epoch's running loss as of the last log interval (progress display)
+    shown_loss: float = math.nan  # the epoch's running loss as of its last read (NaN: not read this epoch)
     last_checkpoint: str | None = None  # the newest full checkpoint this run saved
     epoch_clock: tuple[float, int] = (0.0, 0)  # (perf_counter, step) when this process began the epoch
+    epoch_rows: int = 0  # training rows this process's steps took this epoch, over every process (samples/s)
+    ema: WeightAverage | None = None  # training.ema: the moving average of the weights
+    sharded: bool = False  # training.strategy fsdp: parameters are sharded over the processes
+    stop_group: Any = None  # the CPU process group that agrees on a stop (several processes)
 
     @property
     def device(self) -> torch.device:
@@ -116,11 +122,52 @@ class TrainingRun:
         self.shown_loss = self.tracker.means()["total"]
         return self.shown_loss
 
-    def progress_record(self) -> dict[str, Any]:
-        """``state`` with the loss sums, as a full checkpoint saves it."""
-        return {**self.state, "losses": self.tracker.state_dict()}
+    def averaged_weights(self) -> Any:
+        """A context with the moving average of the weights in the model (validation, the best
+        checkpoint), or nothing without ``training.ema``."""
+        return self.ema.applied() if self.ema is not None else nullcontext()
 
-    def restore(self, progress: dict[str, Any]) -> None:
+    def gathered_weights(self) -> Any:
+        """A context in which every parameter is whole on every process, so that parts of the model may be
+        called outside its forward pass (validation, precomputing): under FSDP a collective."""
+        if not self.sharded:
+            return nullcontext()
+        from mmcli.training.sharding import unsharded
+
+        return unsharded(self.model)
+
+    def model_state(self) -> dict[str, torch.Tensor] | None:
+        """The full state dict for a checkpoint: gathered from the shards under FSDP (a collective; on the
+        main process only, None elsewhere), else the model's own."""
+        if not self.sharded:
+            return self.model.state_dict() if self.is_main else None
+        from mmcli.training.sharding import full_state_dict
+
+        return full_state_dict(self.model)
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a full state dict (every process passes all of it; under FSDP each keeps its shards)."""
+        if not self.sharded:
+            self.model.load_state_dict(state, strict=False)
+            return
+        from mmcli.training.sharding import load_full_state_dict
+
+        load_full_state_dict(self.model, state)
+
+    def progress_record(self, rank_losses: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """``state`` with the loss sums, as a full checkpoint saves it: this process's (``losses``) and,
+        under several processes, every rank's (``rank_losses``, in rank order)."""
+        record = {**self.state, "losses": self.tracker.state_dict()}
+        if rank_losses and len(rank_losses) > 1:
+            record["rank_losses"] = rank_losses
+        return record
+
+    def restore(self, progress: dict[str, Any], rank: int = 0) -> None:
+        """Continue from a saved progress record, with ``rank``'s own loss sums (none when the checkpoint
+        has none for it: it was saved by fewer processes)."""
         progress = dict(progress)
-        self.tracker.load_state_dict(progress.pop("losses"))
+        ranks = progress.pop("rank_losses", None) or [progress["losses"]]
+        progress.pop("losses")
+        if rank < len(ranks):
+            self.tracker.load_state_dict(ranks[rank])
         self.state = progress

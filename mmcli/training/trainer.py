@@ -1,12 +1,15 @@
 """The trainer: AdamW, warm-up + cosine schedule, validation each epoch, early stopping, on Hugging
-Face accelerate (CPU here, GPUs when present, several processes under torchrun). It runs any model
-whose ``forward(batch)`` returns ``(total_loss, {objective: loss})`` and knows no particular
+Face accelerate (CPU here, GPUs when present, several processes under torchrun: DDP, or FSDP2 with
+``training.strategy: fsdp``), with mixed precision, gradient accumulation (:mod:`.step`),
+``torch.compile`` and a moving average of the weights (:mod:`.ema`) as the recipe asks. It runs any
+model whose ``forward(batch)`` returns ``(total_loss, {objective: loss})`` and knows no particular
 objective or feature: batch transforms, checkpoints, progress and whatever happens after training
 are callbacks (:mod:`mmcli.training.callbacks`)."""
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +23,17 @@ from mmcli import interrupts
 from mmcli.errors import RecipeError, RuntimeFailure
 from mmcli.inference.metrics import objective_metrics
 from mmcli.inference.predictor import run_inference
-from mmcli.runs import BEST_CHECKPOINT, atomic_write_jsonl
+from mmcli.runs import BEST_CHECKPOINT, CHECKPOINTS, atomic_write_jsonl
 from mmcli.training.callbacks import Callback, default_callbacks
-from mmcli.training.checkpoints import load_weights
-from mmcli.training.distributed import all_finite, broadcast, make_accelerator
+from mmcli.training.checkpoints import load_weights, recorded_threads
+from mmcli.training.distributed import agreed_signal, broadcast, make_accelerator, stop_group
+from mmcli.training.ema import WeightAverage
 from mmcli.training.loss_tracker import LossTracker
 from mmcli.training.optimization import observe_epoch
 from mmcli.training.run_state import LOG_EVERY, TrainingRun, resolve_monitor
 from mmcli.training.seeding import seed_everything
+from mmcli.training.step import train_step
+from mmcli.training.threads import apply_threads
 
 
 
@@ -73,9 +79,14 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
     callbacks = sorted(callbacks + list(extra_callbacks or []), key=lambda callback: callback.order)
 
     accelerator = make_accelerator(recipe, Path(run_dir))
-    if cfg.batch_size % accelerator.num_processes:
+    world = accelerator.num_processes
+    if world > 1:  # each process its own random stream (dropout, batch transforms), as each row has in one process
+        seed_everything(recipe.seed + accelerator.process_index)
+    if cfg.batch_size % (world * cfg.grad_accum_steps):
         raise RecipeError(f"training.batch_size: the global batch ({cfg.batch_size}) must split evenly over "
-                          f"{accelerator.num_processes} processes")
+                          f"{world} process(es) x {cfg.grad_accum_steps} micro-batch(es)")
+    if cfg.strategy == "fsdp":
+        _check_sharding(cfg, world)
     rows = len(train_tensors[ROW_COLUMN])
     if not cfg.drop_last and accelerator.num_processes > 1:
         raise RecipeError("training.drop_last: false is for one process (an incomplete last batch cannot be split "
@@ -84,8 +95,9 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
         raise RecipeError(f"training.drop_last: false would end every epoch with a batch of one row ({rows} rows, "
                           f"batch_size {cfg.batch_size}); BatchNorm cannot train on it",
                           hint="change training.batch_size by one, or keep drop_last: true")
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    threads_note = apply_threads(cfg.num_threads, recorded_threads(Path(run_dir) / CHECKPOINTS) if resume else None)
+    if threads_note and accelerator.is_main_process:
+        print(f"warning: {threads_note}", file=sys.stderr, flush=True)
     steps_per_epoch = batches_per_epoch(rows, cfg.batch_size, drop_last=cfg.drop_last)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     modalities = {name: input_cfg.modality for name, input_cfg in recipe.inputs.items()}
@@ -94,16 +106,27 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
         freeze_parts(model, cfg.freeze, modalities)
     if cfg.learning_rates:
         check_parts(list(cfg.learning_rates), model, modalities, "training.learning_rates")
+    if cfg.compile:  # in place: the state dict keeps its names, so checkpoints are the same
+        model.compile()
+    if cfg.strategy == "fsdp":
+        from mmcli.training.sharding import shard_model
+
+        module = model = shard_model(model, accelerator.device)  # before the optimizer: it holds the shards
     optimizer = build_optimizer(parameter_groups(model, cfg, modalities), cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps, steps_per_epoch)
-    module, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    model = accelerator.unwrap_model(module)
+    if cfg.strategy == "fsdp":
+        optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
+    else:
+        module, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        model = accelerator.unwrap_model(module)
     run = TrainingRun(recipe=recipe, model=model, module=module, optimizer=optimizer, scheduler=scheduler,
                       accelerator=accelerator, train=train_tensors, validation=val_tensors, run_dir=Path(run_dir),
                       preprocessing=preprocessing, monitor=resolve_monitor(recipe, model, val_tensors is not None),
                       tracker=LossTracker(list(model.objectives), accelerator.device, steps_per_epoch),
                       total_steps=total_steps, epochs=math.ceil(total_steps / steps_per_epoch), resume=resume,
-                      show_progress=show_progress)
+                      show_progress=show_progress, ema=WeightAverage(model, cfg.ema.decay) if cfg.ema else None,
+                      sharded=cfg.strategy == "fsdp", stop_group=stop_group(accelerator))
+    run.state["threads"] = torch.get_num_threads()  # a resumed run trains with them too (restored with the state)
     try:
         for callback in callbacks:
             callback.on_train_begin(run)
@@ -116,10 +139,13 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
             raise RuntimeFailure(f"no epoch gave a finite {run.monitor.label}: the model diverged, so there is no "
                                  "best checkpoint", hint="lower training.learning_rate")
         accelerator.wait_for_everyone()  # the main process has written the best checkpoint
-        run.best_info = load_weights(run.run_dir / BEST_CHECKPOINT, model)
-        extras: dict[str, Any] = {}
-        for callback in callbacks:
-            extras.update(callback.on_train_end(run) or {})
+        run.best_info = load_weights(run.run_dir / BEST_CHECKPOINT, model, loader=run.load_state)
+        extras: dict[str, Any] = {"threads": torch.get_num_threads()}
+        if threads_note:
+            extras["threads_note"] = threads_note
+        with run.gathered_weights():  # calibrations run parts of the model on the main process
+            for callback in callbacks:
+                extras.update(callback.on_train_end(run) or {})
     finally:
         for callback in callbacks:
             callback.on_close(run)
@@ -130,12 +156,24 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
                        processes=run.world_size, extras=extras)
 
 
+def _check_sharding(cfg: Any, world: int) -> None:
+    """What FSDP does not combine with (yet): one process, fp16's gradient scaler, torch.compile."""
+    if world == 1:
+        raise RecipeError("training.strategy: fsdp shards the model over several processes, and this is one",
+                          hint="launch with --num-processes N (or use the default strategy ddp)")
+    if cfg.mixed_precision == "fp16":
+        raise RecipeError("training.mixed_precision: fp16 is not supported with strategy fsdp (its gradient scaler "
+                          "does not handle sharded gradients)", hint="use training.mixed_precision=bf16")
+    if cfg.compile:
+        raise RecipeError("training.compile is not supported with strategy fsdp", hint="leave training.compile off")
+
+
 def _loop(run: TrainingRun, callbacks: list[Callback], rows: int) -> None:
     cfg, state = run.recipe.training, run.state
     pin = run.device.type == "cuda"
     while state["epoch"] <= run.epochs and state["step"] < run.total_steps and not state["stopped_early"]:
         run.module.train()
-        run.epoch_clock = (time.perf_counter(), state["step"])
+        run.epoch_clock, run.epoch_rows = (time.perf_counter(), state["step"]), 0
         for callback in callbacks:
             callback.on_epoch_begin(run)
         sampler = ShardedBatchSampler(rows, cfg.batch_size, shuffle=True, drop_last=cfg.drop_last, seed=run.recipe.seed,
@@ -145,7 +183,7 @@ def _loop(run: TrainingRun, callbacks: list[Callback], rows: int) -> None:
             if state["step"] >= run.total_steps:
                 break
             state["batch"] += 1
-            if _train_step(run, batch, callbacks):
+            if train_step(run, batch, callbacks):
                 state["step"] += 1
                 if state["step"] % LOG_EVERY == 0:
                     run.sync()
@@ -157,40 +195,15 @@ def _loop(run: TrainingRun, callbacks: list[Callback], rows: int) -> None:
 
 
 def _stop_if_asked(run: TrainingRun, callbacks: list[Callback]) -> None:
-    """After a step: if a signal asked to stop, let the callbacks save what resuming needs, then stop."""
-    signum = interrupts.requested()
+    """After a step: if a signal asked any process to stop, every process lets the callbacks save what
+    resuming needs (one checkpoint, the same step everywhere), then stops."""
+    signum = agreed_signal(interrupts.requested(), run.accelerator, run.stop_group)
     if signum is None:
         return
     for callback in callbacks:
         callback.on_interrupt(run)
     raise interrupts.Interrupted(signum, {"step": run.state["step"], "epoch": run.state["epoch"],
                                           "checkpoint": run.last_checkpoint})
-
-
-def _train_step(run: TrainingRun, batch: dict[str, torch.Tensor], callbacks: list[Callback]) -> bool:
-    """One optimizer step; False when the batch was skipped (no objective had a loss, or a non-finite
-    loss under ``on_nan: skip_batch``)."""
-    cfg, accelerator = run.recipe.training, run.accelerator
-    batch = {key: value.to(run.device, non_blocking=True) for key, value in batch.items()}
-    for callback in callbacks:
-        callback.on_step_begin(run)
-    for callback in callbacks:
-        batch = callback.transform_batch(batch, run)
-    with accelerator.autocast():
-        total, losses = run.module(batch)
-    if total is None or (cfg.on_nan == "skip_batch" and not all_finite(total, accelerator)):
-        run.state["skipped_batches"] += 1
-        return False
-    run.tracker.add(run.state["step"] + 1, total, losses)
-    run.optimizer.zero_grad(set_to_none=True)
-    accelerator.backward(total)
-    for callback in callbacks:
-        callback.on_after_backward(run)
-    if cfg.grad_clip:
-        accelerator.clip_grad_norm_(run.module.parameters(), cfg.grad_clip)
-    run.optimizer.step()
-    run.scheduler.step()
-    return True
 
 
 def _end_epoch(run: TrainingRun, callbacks: list[Callback]) -> None:
@@ -202,16 +215,18 @@ def _end_epoch(run: TrainingRun, callbacks: list[Callback]) -> None:
     record: dict[str, Any] = {"epoch": epoch, "step": state["step"], "train_loss": _finite_or_none(means.pop("total"))}
     record["train_losses"] = {name: _finite_or_none(value) for name, value in means.items()}
     record["loss_weights"] = run.model.weighting.weights()  # effective, as this epoch trained with them
-    began, first_step = run.epoch_clock
+    began, _ = run.epoch_clock
     seconds = time.perf_counter() - began
     # wall-clock figures: the only fields of a record that differ between identical runs (TIMING_FIELDS)
     record["seconds"] = round(seconds, 3)
-    record["samples_per_s"] = round((state["step"] - first_step) * cfg.batch_size / max(seconds, 1e-9), 1)
-    if run.is_main and run.validation is not None:
-        evaluated = run_inference(run.model, run.validation, cfg.eval_batch_size, run.device)
-        record["validation"] = objective_metrics(run.model, evaluated, run.validation)
-        record["validation_loss"] = evaluated.loss
-        record["validation_losses"] = evaluated.losses
+    record["samples_per_s"] = round(run.epoch_rows / max(seconds, 1e-9), 1)  # rows trained on (a short last batch too)
+    if run.validation is not None and (run.is_main or run.sharded):  # sharded: every process gathers the weights
+        with run.averaged_weights(), run.gathered_weights():
+            if run.is_main:
+                evaluated = run_inference(run.model, run.validation, cfg.eval_batch_size, run.device)
+                record["validation"] = objective_metrics(run.model, evaluated, run.validation)
+                record["validation_loss"] = evaluated.loss
+                record["validation_losses"] = evaluated.losses
     record = broadcast(record, run.accelerator)
     score = run.monitor.score(record)
     best = state["best_score"]

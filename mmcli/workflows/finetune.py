@@ -9,8 +9,8 @@ from typing import Any
 from mmcli.errors import MmcliError
 from mmcli.recipe.loader import recipe_to_yaml, validate_recipe
 from mmcli.run_lock import run_lock
-from mmcli.runs import (ENV_FILE, METRICS_FILE, PREPROCESSING_FILE, RECIPE_FILE, RUN_LOG, append_line, atomic_write_json,
-                        atomic_write_text, environment_record)
+from mmcli.runs import (CHECKPOINTS, ENV_FILE, METRICS_FILE, PREPROCESSING_FILE, RECIPE_FILE, RUN_LOG, append_line,
+                        atomic_write_json, environment_record, write_recipe)
 
 
 def peak_memory_mb() -> float | None:
@@ -59,7 +59,9 @@ def finetune(recipe: Any, run_dir: str | Path | None = None, num_proc: int = 1, 
     the recipe's own (:mod:`mmcli.training.callbacks`)."""
     from mmcli.run_slot import choose_target, land
     from mmcli.training.distributed import broadcast_value, process_state
+    from mmcli.workflows.run_dir import resolved_paths
 
+    recipe = resolved_paths(recipe)  # the run records absolute paths: it evaluates from any folder
     run_dir = run_directory(recipe, run_dir)
     processes = process_state(recipe)
     if not processes.is_main_process:
@@ -68,9 +70,38 @@ def finetune(recipe: Any, run_dir: str | Path | None = None, num_proc: int = 1, 
     with run_lock(run_dir, "finetune"):
         target = choose_target(run_dir, resume, overwrite)
         broadcast_value(str(target), processes)
+        restarted = _nothing_to_resume(recipe, target) if resume else None
         result = _finetune(recipe, target, num_proc, show_progress, argv, resume, processes, callbacks)
         land(target, run_dir)
+    if restarted:
+        result["warnings"] = [restarted, *result.get("warnings", [])]
     return {**result, "run_dir": str(run_dir)}
+
+
+def _nothing_to_resume(recipe: Any, run_dir: Path) -> str | None:
+    """A run stopped before its first checkpoint trains again from the start: said at once and in the result."""
+    import warnings
+
+    from mmcli.errors import MmcliWarning
+    from mmcli.training.checkpoints import list_checkpoints
+
+    if list_checkpoints(run_dir / CHECKPOINTS):
+        return None
+    _check_same_recipe(recipe, run_dir)  # a changed recipe is refused before anything else is said
+    note = f"--resume: {run_dir} has no checkpoint yet (it stopped before its first save): training from the start"
+    warnings.warn(note, MmcliWarning, stacklevel=3)
+    return note
+
+
+def _whole_best_model(recipe: Any, preprocessing: dict, run_dir: Path, device: Any) -> Any:
+    """The best checkpoint in a model of this process alone (after FSDP training) on ``device``."""
+    from mmcli.model import build_model
+    from mmcli.runs import BEST_CHECKPOINT
+    from mmcli.training.checkpoints import load_weights
+
+    model = build_model(recipe, preprocessing)
+    load_weights(run_dir / BEST_CHECKPOINT, model)
+    return model.to(device)
 
 
 def _check_same_recipe(recipe: Any, run_dir: Path) -> None:
@@ -79,13 +110,20 @@ def _check_same_recipe(recipe: Any, run_dir: Path) -> None:
     saved_path = run_dir / RECIPE_FILE
     if not saved_path.is_file():
         return
-    # validated again, so defaults added by a newer mmcli compare equal on both sides
-    saved = validate_recipe(yaml.safe_load(saved_path.read_text(encoding="utf-8"))).model_dump(mode="json")
+    from mmcli.run_slot import recipe_differences
+    from mmcli.workflows.run_dir import resolved_paths
+
+    # validated again, so defaults added by a newer mmcli compare equal on both sides; paths resolved as
+    # runs record them (a run written before that kept them relative)
+    saved = resolved_paths(validate_recipe(yaml.safe_load(saved_path.read_text(encoding="utf-8")))).model_dump(mode="json")
     current = recipe.model_dump(mode="json")
-    for key in current:
-        if saved.get(key) != current[key]:
-            raise MmcliError(f"--resume: the recipe's '{key}' section differs from {saved_path}",
-                             hint="resume with the same recipe and overrides, or start a new run")
+    sections = [key for key in current if saved.get(key) != current[key]]
+    if sections:
+        differences = recipe_differences({key: saved.get(key) for key in sections}, {key: current[key] for key in sections})
+        shown = "; ".join(differences[:4]) + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
+        named = " and ".join(f"'{key}'" for key in sections)
+        raise MmcliError(f"--resume: the recipe's {named} section{'s differ' if len(sections) > 1 else ' differs'} from "
+                         f"{saved_path}: {shown}", hint="resume with the same recipe and overrides, or start a new run")
 
 
 def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, argv: list[str] | None,
@@ -103,7 +141,7 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
     with processes.main_process_first():  # one process writes the cache, the others then read it
         prepared = preprocess(recipe, num_proc=num_proc, quiet=not (show_progress and main))
     if main:  # only once the data is read: a run that cannot start writes nothing
-        atomic_write_text(run_dir / RECIPE_FILE, recipe_to_yaml(recipe))
+        write_recipe(run_dir, recipe_to_yaml(recipe))  # with its hash: a later edit is noticed when the run is opened
         atomic_write_json(run_dir / ENV_FILE, environment_record(recipe.seed, argv))
         atomic_write_json(run_dir / PREPROCESSING_FILE, prepared.preprocessing)
         atomic_write_json(run_dir / "data.json", {**prepared.summary(), "cache": str(prepared.cache_dir.resolve())})
@@ -121,6 +159,8 @@ def _finetune(recipe: Any, run_dir: Path, num_proc: int, show_progress: bool, ar
                    preprocessing=prepared.preprocessing, extra_callbacks=callbacks)
     if not main:
         return {"run_dir": str(run_dir), "process": processes.process_index}
+    if recipe.training.strategy == "fsdp":  # sharded over the processes, which are done: evaluate a whole copy
+        model = _whole_best_model(recipe, prepared.preprocessing, run_dir, next(model.parameters()).device)
     from mmcli.evaluation.plots import learning_curves
 
     from mmcli.recipe.schema import evaluation_splits

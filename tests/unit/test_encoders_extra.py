@@ -103,6 +103,71 @@ def test_resnet_weight_file_errors(tmp_path) -> None:
         build("image", ImageResNetConfig(weights=str(junk)), image_spec())
 
 
+def _basic_block_parameters(cin: int, cout: int, stride: int) -> int:
+    """Two 3x3 convs (no bias) with a BatchNorm each, plus a 1x1 conv + BatchNorm shortcut when the shape changes."""
+    shortcut = cin * cout + 2 * cout if stride != 1 or cin != cout else 0
+    return 9 * cin * cout + 9 * cout * cout + 2 * 2 * cout + shortcut
+
+
+def _hand_count(layers: list[int], widths: list[int], in_channels: int, hidden: int) -> int:
+    total = in_channels * widths[0] * 49 + 2 * widths[0]  # 7x7 stem + its BatchNorm
+    previous = widths[0]
+    for stage, (blocks, width) in enumerate(zip(layers, widths)):
+        total += _basic_block_parameters(previous, width, 1 if stage == 0 else 2)
+        total += (blocks - 1) * _basic_block_parameters(width, width, 1)
+        previous = width
+    return total + previous * hidden + hidden  # the 1x1 projection to the hidden size
+
+
+@pytest.mark.parametrize("layers, channels, widths", [([1, 1, 1, 1], 16, [16, 32, 64, 128]),
+                                                      ([1, 2, 1, 1], [8, 8, 16, 24], [8, 8, 16, 24])])
+def test_small_resnet_has_the_hand_counted_parameters_and_trains_a_step(layers, channels, widths) -> None:
+    config = ImageResNetConfig(layers=layers, channels=channels)
+    encoder = build("image", config, image_spec(size=32))
+    trunk = encoder.resnet.net
+    assert sum(p.numel() for p in trunk.parameters()) == _hand_count(layers, widths, 3, D)
+    assert [len(trunk[4 + stage]) for stage in range(4)] == layers
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    mask = torch.tensor([[True], [True], [True], [False]])
+    before = [p.detach().clone() for p in encoder.parameters()]
+    optimizer = torch.optim.SGD(encoder.parameters(), lr=0.1)
+    out = encoder(x, mask)
+    assert out.tokens.shape == (4, 1, D) and out.pooled.shape == (4, D)
+    out.pooled.pow(2).mean().backward()
+    optimizer.step()
+    assert all(torch.isfinite(p).all() for p in encoder.parameters())
+    assert sum(not torch.equal(a, b) for a, b in zip(before, encoder.parameters())) > len(before) // 2
+
+
+def test_resnet18_shaped_custom_tower_is_resnet18_and_loads_its_weights(tmp_path) -> None:
+    import torchvision
+
+    reference = {k: v.shape for k, v in torchvision.models.resnet18(weights=None).state_dict().items()
+                 if not k.startswith("fc.")}
+    custom = build("image", ImageResNetConfig(layers=[2, 2, 2, 2], channels=64), image_spec()).resnet.net
+    shapes = {k: v.shape for k, v in torch.nn.Sequential(*custom[:8]).state_dict().items()}
+    renamed = {f"{['conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4'][int(k.split('.')[0])]}"
+               f".{k.split('.', 1)[1]}": v for k, v in shapes.items()}
+    assert renamed == reference
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    loaded = build("image", ImageResNetConfig(layers=[2, 2, 2, 2], channels=64, weights=str(path)), image_spec())
+    torch.testing.assert_close(loaded.resnet.net[5][1].conv2.weight, torch.load(path)["layer2.1.conv2.weight"])
+    with pytest.raises(RecipeError, match=r"is not a torchvision layers \[1, 1, 1, 1\] channels \[16, 32, 64, 128\]"):
+        build("image", ImageResNetConfig(layers=[1, 1, 1, 1], channels=16, weights=str(path)), image_spec())
+    assert build("image", ImageResNetConfig(arch="resnet34"), image_spec()).resnet.net[6].__len__() == 6  # kept
+
+
+@pytest.mark.parametrize("settings, message", [({"arch": "resnet50", "layers": [1, 1, 1, 1]}, "Bottleneck"),
+                                               ({"layers": [1, 1, 1]}, "at least 4"),
+                                               ({"layers": [1, 0, 1, 1]}, "at least one block"),
+                                               ({"channels": [16, 32, 64]}, "or four"),
+                                               ({"channels": 0}, "one positive number")])
+def test_small_resnet_settings_are_checked(settings: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ImageResNetConfig(**settings)
+
+
 # ----------------------------------------------------------------------------------------------- vit
 
 

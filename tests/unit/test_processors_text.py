@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from mmcli.data.processors.base import MediaError
 from mmcli.data.processors.text import TextConfig, TextProcessor
 from mmcli.errors import RecipeError
 from mmcli.registries import PROCESSORS
+from mmcli.tokenization import SPECIAL_TOKENS
 
 TRAIN = [
     "The quick brown fox jumps over the lazy dog",
@@ -45,7 +47,7 @@ def test_decode_cleans_and_rejects_empty() -> None:
     assert proc.missing() == {"txt": ""}
 
 
-@pytest.mark.parametrize("kind", ["word", "wordpiece"])
+@pytest.mark.parametrize("kind", ["subword", "word", "wordpiece"])
 def test_tokenise_shapes_and_special_tokens(kind: str) -> None:
     proc = _fitted(tokenizer=kind)
     tok = proc.tokenizer
@@ -66,7 +68,7 @@ def test_word_vocabulary_is_reproducible_across_processes() -> None:
     script = (
         "from pathlib import Path\n"
         "from mmcli.data.processors.text import TextConfig, TextProcessor\n"
-        "proc = TextProcessor(TextConfig(max_length=8, vocab_size=200), 't')\n"
+        "proc = TextProcessor(TextConfig(max_length=8, vocab_size=200, tokenizer='word'), 't')\n"
         "texts = [' '.join(f'w{i}{j}' for j in range(6)) for i in range(30)]\n"
         "proc.fit({'t': texts})\n"
         "print(proc.spec()['tokenizer_json'])\n"
@@ -79,9 +81,65 @@ def test_word_vocabulary_is_reproducible_across_processes() -> None:
 
 
 def test_word_tokenizer_maps_unseen_words_to_unk() -> None:
-    proc = _fitted()
+    proc = _fitted(tokenizer="word")
     ids = proc.transform({"txt": ["the zebra"]})["txt"][0]
     assert ids[2] == proc.tokenizer.token_to_id("[UNK]") and ids[1] == proc.tokenizer.token_to_id("the")
+
+
+# held out: none of these words is in TRAIN (a pangram: every letter is)
+UNSEEN_NAMES = ["bartholomew", "zyx", "quetzalcoatl", "ann", "anna", "annas", "hannah", "han nah", "otto", "toto",
+                "oslo", "solo", "dogma", "foxtrot", "jean luc", "van der berg", "zebra", "zebras", "arbez", "xavier",
+                "kowalczyk", "nguyen", "obrien", "mcdonald", "macdonald", "lazydog", "the lazy", "quickly"]
+
+
+def test_subword_is_the_default_and_the_same_in_fresh_processes() -> None:
+    assert TextConfig().tokenizer == "subword"
+    script = (
+        "from mmcli.data.processors.text import TextConfig, TextProcessor\n"
+        "proc = TextProcessor(TextConfig(max_length=8, vocab_size=120), 't')\n"
+        "texts = [' '.join(f'w{i}{j}x{i}' for j in range(6)) for i in range(30)] + ['aa bb ab ba'] * 3\n"
+        "proc.fit({'t': texts})\n"
+        "print(proc.spec()['tokenizer_json'])\n"
+    )
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
+    assert len(runs) == 1, "a fresh interpreter (another hash seed) learns the same pieces and ids"
+    vocab = json.loads(runs.pop())["model"]["vocab"]
+    assert len(vocab) == 120 and [vocab[t] for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 1, 2, 3, 4]
+
+
+def test_subword_splits_unseen_names_into_known_pieces_and_never_merges_two() -> None:
+    proc = TextProcessor(TextConfig(max_length=24, vocab_size=120), "txt")
+    proc.fit({"txt": [proc.decode(t, Path("."))["txt"] for t in TRAIN]})
+    tok, unk = proc.tokenizer, proc.tokenizer.token_to_id("[UNK]")
+    assert {"the", "lazy", "dog"} <= set(tok.get_vocab()), "frequent words stay whole"
+    encoded = {name: proc.transform({"txt": [name]})["txt"][0].tolist() for name in UNSEEN_NAMES}
+    assert not [name for name, ids in encoded.items() if unk in ids]
+    assert len({tuple(ids) for ids in encoded.values()}) == len(UNSEEN_NAMES), "distinct names, distinct ids"
+    for name, ids in encoded.items():  # the pieces spell the name back
+        assert tok.decode([i for i in ids if i >= len(SPECIAL_TOKENS)]) == name
+    prompts = proc.transform({"txt": [f"a picture of a {name}" for name in ("zebra", "xavier", "hannah", "otto",
+                                                                             "kowalczyk", "zebras", "oslo", "solo")]})
+    assert len({tuple(row) for row in prompts["txt"].tolist()}) == 8, "zero-shot prompts stay apart"
+    ids = proc.transform({"txt": ["the ωmega dog's"]})["txt"][0].tolist()  # ω and ' never seen
+    assert ids.count(unk) == 2 and ids[1] == tok.token_to_id("the") and ids[3] == tok.token_to_id("dog"), \
+        "only a word with an unseen character is [UNK]"
+
+
+def test_subword_vocabulary_keeps_the_letters_then_the_most_frequent_merges() -> None:
+    from mmcli.tokenization import subword_vocabulary
+
+    vocab = subword_vocabulary({"low": 5, "lower": 2, "newest": 6, "widest": 3}, vocab_size=40)
+    letters = sorted(set("lowernewestwidest"))
+    assert all(letter in vocab and "##" + letter in vocab for letter in letters)
+    learnt = sorted((piece for piece in vocab if vocab[piece] >= 5 + 2 * len(letters)), key=vocab.get)
+    # by hand: e+s and s+t count 9 (a tie, broken by text: e+s), then es+t; o+w and l+o 7 (o+w), then l+ow;
+    # e+w, n+e and w+est 6 (e+w), ...; with room to spare every word ends up whole
+    assert learnt == ["##es", "##est", "##ow", "low", "##ew", "##ewest", "newest", "##dest", "##idest", "widest",
+                      "##er", "lower"]
+    assert len(subword_vocabulary({"low": 5}, vocab_size=8)) == 8, "vocab_size caps the pieces"
+    rare = subword_vocabulary({"ab": 1, "cd": 3}, vocab_size=40, min_frequency=2)
+    assert "cd" in rare and "ab" not in rare, "merges stop below min_frequency"
 
 
 def test_spec_round_trip() -> None:

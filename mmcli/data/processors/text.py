@@ -25,12 +25,15 @@ from mmcli.tokenization import SPECIAL_TOKENS, from_json, load_hf, train_tokeniz
 class TextConfig(Settings):
     max_length: int = Field(32, ge=2, description="tokens per text, including [CLS] and [SEP]")
     lowercase: bool = True
-    tokenizer: Literal["word", "wordpiece", "hf"] = Field(
-        "word", description="word: whole-word vocabulary trained on the train split (reproducible); wordpiece: subword "
-                            "vocabulary trained on the train split, which can differ between fresh runs (the tokenizers "
-                            "trainer breaks ties in hash order, huggingface/tokenizers#1794); hf: a local Hugging Face "
-                            "tokenizer")
-    vocab_size: int = Field(2000, ge=len(SPECIAL_TOKENS) + 1, description="largest vocabulary trained (word/wordpiece)")
+    tokenizer: Literal["subword", "word", "wordpiece", "hf"] = Field(
+        "subword", description="subword: WordPiece pieces learnt from the train split by mmcli (every character seen, "
+                               "then byte-pair merges; reproducible): a word never seen splits into known pieces "
+                               "instead of becoming [UNK]; word: whole-word vocabulary of the train split "
+                               "(reproducible; unseen words are [UNK]); wordpiece: the tokenizers library's WordPiece "
+                               "trainer, which can differ between fresh runs (it breaks ties in hash order, "
+                               "huggingface/tokenizers#1794); hf: a local Hugging Face tokenizer")
+    vocab_size: int = Field(2000, ge=len(SPECIAL_TOKENS) + 1,
+                            description="largest vocabulary trained (subword/word/wordpiece)")
     min_frequency: int = Field(1, ge=1)
     tokenizer_path: str | None = Field(
         None, description="Hugging Face tokenizer (tokenizer: hf): a local directory, or 'pkg:DIST' for the model "
@@ -51,7 +54,7 @@ class TextProcessor:
         self.config = config
         self.name = name
         self.mask_name = f"{name}_mask"
-        self.tokenizer: Any = None  # tokenizers.Tokenizer (word/wordpiece) or transformers tokenizer (hf)
+        self.tokenizer: Any = None  # tokenizers.Tokenizer (subword/word/wordpiece) or transformers tokenizer (hf)
 
     def decode(self, value: Any, base_dir: Path) -> dict[str, str]:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not is_missing(value):

@@ -1,5 +1,5 @@
 """Training callbacks, one file each: checkpoints, progress, objectives' schedules, batch transforms
-(modality dropout and noise); plug-ins add their own. The contract is in ``base``."""
+(augmentation, modality dropout and noise); plug-ins add their own. The contract is in ``base``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from mmcli.training.callbacks.base import Callback
 
 def default_callbacks(recipe: Any, preprocessing: dict | None) -> list[Callback]:
     """The callbacks a recipe's training runs with: checkpoints and progress, the batch transforms its
-    ``training`` keys ask for, and every plug-in's."""
+    ``training`` keys and its inputs' ``augment`` ask for, and every plug-in's."""
+    from mmcli.training.callbacks.augmentation import Augmentation, augmented_inputs
     from mmcli.training.callbacks.checkpointing import Checkpointing
     from mmcli.training.callbacks.freeze_encoders import FreezeEncoders
     from mmcli.training.callbacks.frozen_parts import KeepFrozenInEvaluation
@@ -36,6 +37,9 @@ def default_callbacks(recipe: Any, preprocessing: dict | None) -> list[Callback]
         callbacks.append(KeepFrozenInEvaluation())
     if cfg.freeze_encoders:
         callbacks.append(FreezeEncoders(cfg.freeze_encoders))
+    augmented = augmented_inputs(recipe, preprocessing)
+    if augmented:
+        callbacks.append(Augmentation(augmented, recipe.seed))
     if cfg.modality_dropout > 0:
         callbacks.append(ModalityDropout(list(recipe.inputs), cfg.modality_dropout))
     if cfg.modality_noise > 0:

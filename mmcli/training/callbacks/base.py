@@ -1,10 +1,10 @@
 """The callback contract: what happens around the trainer's steps and epochs.
 
 The trainer calls, on every process: ``on_train_begin`` once; ``on_epoch_begin`` once the model is in
-training mode; ``on_step_begin`` before each step; ``transform_batch`` on each training batch, in
-ascending ``order`` (batch transforms such as modality dropout and noise; evaluation never
-sees them); ``on_after_backward`` between the backward pass and gradient clipping; ``on_step_end`` after each
-optimizer step; ``on_epoch_end`` after validation with the
+training mode; ``on_step_begin`` before each step; ``transform_batch`` on each training batch (each micro-batch with
+``training.grad_accum_steps``), in ascending ``order`` (batch transforms such as modality dropout and
+noise; evaluation never sees them); ``on_after_backward`` between the (last) backward pass and gradient
+clipping; ``on_step_end`` after each optimizer step; ``on_epoch_end`` after validation with the
 epoch's record; ``on_train_end`` once the best weights are loaded, whose returned dicts are merged
 into ``metrics.json``'s ``training`` section; ``on_interrupt`` when a signal stops training at a step
 boundary; ``on_close`` last, also after an error. A callback that writes files does so only where

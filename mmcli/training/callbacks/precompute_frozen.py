@@ -16,8 +16,12 @@ from mmcli.training.callbacks.base import Callback
 
 class PrecomputeFrozen(Callback):
     def on_train_begin(self, run: Any) -> None:
-        for name, encoder in run.model.backbone.encoders.items():
-            if getattr(encoder, "frozen", False) and hasattr(encoder, "precompute"):
+        towers = [(name, encoder) for name, encoder in run.model.backbone.encoders.items()
+                  if getattr(encoder, "frozen", False) and hasattr(encoder, "precompute")]
+        if not towers:
+            return
+        with run.gathered_weights():  # under FSDP every process computes the outputs with whole weights
+            for name, encoder in towers:
                 for tensors in (run.train, run.validation):
                     if tensors is not None:
                         tensors[name + PRECOMPUTED] = _precompute(encoder, name, tensors, run)
