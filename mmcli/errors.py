@@ -46,3 +46,9 @@ class BadValue(Exception):
     """One manifest cell cannot be used (a broken medium, an unknown label, an empty caption); ``str(err)``
     is a short reason. The data pipeline adds the row and column and fails or skips the row (a counted
     bad row). Processors and target codecs raise it; it is not shown to users on its own."""
+
+
+class MmcliWarning(UserWarning):
+    """Something the user should know that does not stop the command (a run's recipe edited after training,
+    a resume that found nothing to continue). The CLI prints each one once on stderr as ``warning: ...``
+    and adds it to the JSON result's ``warnings``; Python callers get an ordinary warning."""

@@ -30,3 +30,14 @@ def format1_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
                 break
         renamed[key] = value
     return renamed
+
+
+FUSION = "backbone.fusion."
+
+
+def without_unread_fusion(state: dict[str, Tensor], own: set[str]) -> dict[str, Tensor]:
+    """Runs trained before the fusion was built only when an objective reads it (a pretraining stage, a
+    captioning task) saved an untrained fusion: a model without one leaves those weights out."""
+    if any(key.startswith(FUSION) for key in own):
+        return state
+    return {key: value for key, value in state.items() if not key.startswith(FUSION)}

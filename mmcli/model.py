@@ -80,14 +80,10 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
         check_name("task", name)
         with seeded(seed, f"tasks.{name}"):
             tasks[name] = OBJECTIVES.build(cfg, context=context(name, preprocessing["tasks"][name]["spec"]))
-    with seeded(seed, "fusion"):
-        fusion = build_fusion(recipe)
     with seeded(seed, "attention"):
         attention = build_attention(recipe)
     with seeded(seed, "shared_space"):
         shared = build_shared(recipe)
-    backbone = Backbone(encoders, fusion, attention, dropout=recipe.model.dropout, shared=shared,
-                        fusion_inputs=recipe.model.fusion_inputs)
     objectives: dict[str, Objective] = dict(tasks)
     for name, cfg in recipe.objectives.items():
         check_name("objective", name)
@@ -102,6 +98,12 @@ def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:
                 raise RecipeError(f"'{name}' names a task or objective and also one that {type(plugin).__name__} adds",
                                   hint="rename the task or objective")
             objectives[name] = objective
+    fusion = None  # built only when an objective reads it: an untrained fusion is neither kept nor encoded
+    if any(objective.reads_fusion for objective in objectives.values()):
+        with seeded(seed, "fusion"):
+            fusion = build_fusion(recipe)
+    backbone = Backbone(encoders, fusion, attention, dropout=recipe.model.dropout, shared=shared,
+                        fusion_inputs=recipe.model.fusion_inputs)
     with seeded(seed, "weighting"):
         weighting = LOSS_WEIGHTINGS.build(recipe.training.loss_weighting,
                                           weights={name: objective.weight for name, objective in objectives.items()})

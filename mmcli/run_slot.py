@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from mmcli.errors import MmcliError
 from mmcli.runs import METRICS_FILE
@@ -40,11 +41,17 @@ def previous_run(run_dir: Path) -> str | None:
 
 
 def choose_target(run_dir: Path, resume: bool, overwrite: bool) -> Path:
-    """The folder this training writes into (call under the run's lock)."""
+    """The folder this training writes into (call under the run's lock). ``resume`` with nothing there is
+    refused: whoever types --resume expects a run to go on, and a mistyped name must not quietly start a new
+    one (a run stopped before its first checkpoint is there, and starts again: the caller says so)."""
     recover(run_dir)
-    if resume:
-        return run_dir
     previous = previous_run(run_dir)
+    if resume:
+        if previous is None:
+            raise MmcliError(f"--resume: {run_dir} holds no run to continue "
+                             f"({'it is empty' if run_dir.is_dir() else 'no such folder'})",
+                             hint="leave out --resume to start it, or give the name= (or --run-dir) of the run to continue")
+        return run_dir
     if previous is None:
         return run_dir
     if not overwrite:
@@ -68,3 +75,26 @@ def land(target: Path, run_dir: Path) -> None:
     finally:
         os.close(fd)
     shutil.rmtree(replaced, ignore_errors=True)
+
+
+_ABSENT = object()
+
+
+def recipe_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """``"KEY: A in the run, B now"`` for every leaf that differs between two recipes (as JSON dicts)."""
+    found = []
+    for key in [*saved, *(k for k in current if k not in saved)]:
+        before, after = saved.get(key, _ABSENT), current.get(key, _ABSENT)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            found += recipe_differences(before, after, f"{prefix}{key}.")
+        else:
+            found.append(f"{prefix}{key}: {_shown(before)} in the run, {_shown(after)} now")
+    return found
+
+
+def _shown(value: Any) -> str:
+    import json
+
+    return "not set" if value is _ABSENT else json.dumps(value, default=str)

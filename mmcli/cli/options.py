@@ -13,7 +13,9 @@ RecipeArg = Annotated[str, typer.Argument(help="Recipe file, or the name of a bu
 OverridesArg = Annotated[Optional[list[str]], typer.Argument(help="Overrides: key.path=value or ~key.path (removes the key).", show_default=False)]
 RunDirArg = Annotated[str, typer.Argument(help="Run directory written by 'mmcli finetune' (e.g. runs/quickstart).")]
 NumProcOpt = Annotated[int, typer.Option("--num-proc", min=1, help="Processes for decoding media.")]
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run directory's newest checkpoint (same recipe; "
+                                         "a changed key is named). Refused when there is no run there; a run stopped "
+                                         "before its first checkpoint starts again, with a warning.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace a run already in the run directory, once the new one has finished.")]
 
 

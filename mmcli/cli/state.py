@@ -61,8 +61,9 @@ def execute(out: OutputMode, work: Callable[[], dict[str, Any]], render: Callabl
     from mmcli.interrupts import Interrupted, install
 
     install()
+    said: list[str] = []  # warnings printed while the work ran (MmcliWarning): not printed again at the end
     try:
-        with _stdout_to_stderr(out.json):
+        with _stdout_to_stderr(out.json), _said_warnings(said):
             result = work()
     except MmcliError as error:
         _fail(out, error.one_line(), error.exit_code)
@@ -77,9 +78,10 @@ def execute(out: OutputMode, work: Callable[[], dict[str, Any]], render: Callabl
         _fail(out, message + ("" if out.debug else " (rerun with --debug for the traceback)"), EXIT_RUNTIME)
     code = exit_code(result) if exit_code else 0
     for warning in _warnings(result):  # on stderr, in every mode (the JSON object has them too)
-        from rich.text import Text
-
-        _stderr_console().print(Text.assemble(("warning: ", "bold yellow"), warning))
+        if warning not in said:
+            _print_warning(warning)
+    if said:
+        result = {**result, "warnings": [*said, *(w for w in result.get("warnings", []) if w not in said)]}
     if os.environ.get("RANK", "0") != "0":  # under a launcher only the main process reports (errors still do)
         if code:
             raise typer.Exit(code)
@@ -90,6 +92,35 @@ def execute(out: OutputMode, work: Callable[[], dict[str, Any]], render: Callabl
         render(result)
     if code:
         raise typer.Exit(code)
+
+
+def _print_warning(warning: str) -> None:
+    from rich.text import Text
+
+    _stderr_console().print(Text.assemble(("warning: ", "bold yellow"), warning))
+
+
+@contextlib.contextmanager
+def _said_warnings(said: list[str]) -> Iterator[None]:
+    """Print each ``MmcliWarning`` raised during the work as it happens (a server that runs until stopped
+    still says it), once, and keep it for the JSON result; other warnings go where they always go."""
+    import warnings
+
+    from mmcli.errors import MmcliWarning
+
+    with warnings.catch_warnings():  # restores the filters and showwarning afterwards
+        shown = warnings.showwarning
+        warnings.simplefilter("always", MmcliWarning)  # we deduplicate: Python's registry would hide a repeat run's
+
+        def show(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+            if not issubclass(category, MmcliWarning):
+                shown(message, category, *args, **kwargs)
+            elif str(message) not in said:
+                said.append(str(message))
+                _print_warning(str(message))
+
+        warnings.showwarning = show
+        yield
 
 
 def _warnings(result: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mmcli.data.cache_key import cache_key
+from mmcli.data.columns import ID_COLUMN, ROW_COLUMN, SPLIT_COLUMN
 from mmcli.data.decode import ERROR_COLUMN, RowDecoder, decode_rows, present_column
 from mmcli.data.labels_step import encode_targets, fit_targets, load_targets, target_columns
 from mmcli.data.manifest import assign_splits, read_manifest, require_columns, row_ids
@@ -30,9 +31,6 @@ from mmcli.errors import DataError
 from mmcli.registries import PROCESSORS
 from mmcli.runs import PREPROCESSING_FILE, atomic_write_json, atomic_write_jsonl, naming, staging_dir
 
-ROW_COLUMN = "__row__"
-ID_COLUMN = "__id__"
-SPLIT_COLUMN = "__split__"
 MAX_ERRORS_SHOWN = 3
 
 

@@ -32,13 +32,13 @@ class Backbone(nn.Module):
     ``batch[name]`` and ``batch[name + "_mask"]`` are read for each input; other keys are ignored.
     """
 
-    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, attention: nn.Module | None = None,
+    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module | None, attention: nn.Module | None = None,
                  dropout: float = 0.1, shared: nn.ModuleDict | None = None, fusion_inputs: list[str] | None = None) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.fusion_inputs = list(fusion_inputs) if fusion_inputs else None  # None: every input
         self.attention = attention  # None: no parameters, no state-dict keys
-        self.fusion = fusion
+        self.fusion = fusion  # None when no objective reads the fused vector
         self.dropout = nn.Dropout(dropout)
         self.shared = shared  # input -> Linear(D, P) (one shared Linear when tied); None: no shared space
 
@@ -55,8 +55,9 @@ class Backbone(nn.Module):
             shared = {name: self.shared[name if name in self.shared else "tied"](output.pooled)
                       for name, output in encoded.items()}
         fused = attended if self.fusion_inputs is None else {name: attended[name] for name in self.fusion_inputs}
+        fusion = self.fusion
         return Representation(encoded=encoded, inputs=attended, shared=shared, dropout=self.dropout,
-                              fuse=lambda: self.fusion(fused))
+                              fuse=None if fusion is None else (lambda: fusion(fused)))
 
     def forward(self, batch: dict[str, Tensor]) -> Representation:
         return self.fuse(self.encode(batch))

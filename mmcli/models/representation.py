@@ -48,7 +48,7 @@ class Representation:
         """What the fusion made of the inputs (computed on first read)."""
         if self._fusion is None:
             if self._fuse is None:
-                raise ValueError("this representation has no fusion")
+                raise ValueError("this model has no fusion: none of its objectives reads the fused vector")
             self._fusion = self._fuse()
         return self._fusion
 

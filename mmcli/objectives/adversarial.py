@@ -66,6 +66,7 @@ class ModalityAdversary(Objective):
 
     metrics = {"discriminator_accuracy": False}  # lower: closer to chance, more invariant
     main_metric = "discriminator_accuracy"
+    reads_fusion = False  # the inputs' own embeddings
 
     def __init__(self, config: AdversarialConfig, context: BuildContext) -> None:
         super().__init__(context.name, config.weight)

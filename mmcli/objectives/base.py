@@ -76,10 +76,15 @@ class Objective(nn.Module, abc.ABC):
 
     Class attributes: ``supervised`` (it predicts a target column); ``in_validation_loss`` (its loss
     counts in the validation loss that ``training.monitor: loss`` and early stopping read; auxiliary
-    training aids say False); ``metrics``: metric name -> greater is better; ``main_metric``.
+    training aids say False); ``metrics``: metric name -> greater is better; ``main_metric``;
+    ``reads_fusion``: whether it reads the fused vector (``rep.fused``, ``fused_for``, ``task_vectors``,
+    ``late``): the model builds the fusion only when an objective does, so that no untrained layer is kept,
+    counted or written by ``encode``. True unless an objective says otherwise (a class attribute, or set
+    in ``__init__`` when its settings decide).
     """
 
     supervised: ClassVar[bool] = False
+    reads_fusion: bool = True
     in_validation_loss: ClassVar[bool] = True
     metrics: ClassVar[dict[str, bool]] = {}
     main_metric: ClassVar[str | None] = None

@@ -103,6 +103,7 @@ class Contrastive(Objective):
         # the fused vector meets shared-space embeddings through a projection of its own
         self.fused_projection = nn.Linear(context.fused_width, context.shared_size) \
             if FUSED in config.inputs and context.shared_size else None
+        self.reads_fusion = FUSED in config.inputs
         directions = (f"{self.first}_to_{self.second}", f"{self.second}_to_{self.first}")
         self.metrics = {f"{metric}{suffix}": metric != "median_rank"
                         for metric in (*(f"recall@{k}" for k in self.recall_at), "median_rank", "mrr")

@@ -49,6 +49,7 @@ class Data2VecConfig(ObjectiveSettings):
 
 @OBJECTIVES.register("data2vec", Data2VecConfig)
 class Data2Vec(Objective):
+    reads_fusion = False  # one input's own tokens
     """Its validation loss (a fixed mask, the teacher as it is) is its measure."""
 
     def __init__(self, config: Data2VecConfig, context: BuildContext) -> None:

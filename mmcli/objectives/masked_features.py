@@ -42,6 +42,7 @@ class MaskedFeaturesConfig(ObjectiveSettings):
 
 @OBJECTIVES.register("masked_features", MaskedFeaturesConfig)
 class MaskedFeatures(Objective):
+    reads_fusion = False  # one input's own tokens
     """Its validation loss (the masked error, with a fixed mask) is its measure; no metric of its own."""
 
     def __init__(self, config: MaskedFeaturesConfig, context: BuildContext) -> None:

@@ -34,6 +34,7 @@ class MaskedTextConfig(ObjectiveSettings):
 
 @OBJECTIVES.register("masked_text", MaskedTextConfig)
 class MaskedText(Objective):
+    reads_fusion = False  # one input's own tokens
     """Its validation loss (with a fixed mask) is its measure."""
 
     def __init__(self, config: MaskedTextConfig, context: BuildContext) -> None:

@@ -250,6 +250,7 @@ class TextTask(SupervisedObjective):
     ``[B, L]``; prediction: the generated ids after ``BOS`` (int64 ``[B, L']``, padded)."""
 
     exportable = False  # a search, not a fixed-shape function of the inputs
+    reads_fusion = False  # the decoder cross-attends to the inputs' tokens
 
     def __init__(self, config: TextConfig, context: BuildContext) -> None:
         super().__init__(config, context)

@@ -72,10 +72,13 @@ def _encode(run_dir: str | Path, split: str, output: str | Path | None, num_proc
     tensors = split_tensors(dataset, list(run.recipe.inputs), list(run.recipe.tasks))
     device = next(run.model.parameters()).device
     batch = run.recipe.training.eval_batch_size
-    result = run_inference(run.model, tensors, batch, device, keep=("pooled", "fused", "shared"))
+    # a model none of whose objectives reads the fusion has none (model.py): no untrained "fused" vector is written
+    fused = run.model.backbone.fusion is not None
+    result = run_inference(run.model, tensors, batch, device, keep=("pooled", "shared", *(("fused",) if fused else ())))
     embeddings = {f"input.{name}": value for name, value in result.pooled.items()}
     embeddings.update({f"shared.{name}": value for name, value in result.shared.items()})
-    embeddings["fused"] = result.fused
+    if fused:
+        embeddings["fused"] = result.fused
     for name, objective in retrieval_objectives(run.model).items():
         for input_name in objective.pair:
             if input_name in run.recipe.inputs:

@@ -23,7 +23,8 @@ def run_recipe(recipe: Any, run_dir: str | Path | None = None, check: bool = Fal
     """Every stage: with a ``pretrain`` section, pretraining (run ``NAME-pretrain``) then fine-tuning
     initialised from it; else fine-tuning alone. ``check`` compares each stage's ``expected``."""
     from mmcli.recipe.stages import finetuning_recipe, pretraining_recipe
-    from mmcli.workflows.finetune import finetune
+    from mmcli.run_slot import previous_run
+    from mmcli.workflows.finetune import finetune, run_directory
 
     stages = []
     if recipe.pretrain is not None:
@@ -32,6 +33,9 @@ def run_recipe(recipe: Any, run_dir: str | Path | None = None, check: bool = Fal
                               overwrite=overwrite)
         stages.append((first, pretrained))
         recipe = finetuning_recipe(recipe, pretrained["run_dir"])
+        # --resume goes on where the stopped run was: a stage it never reached starts (finetune refuses to
+        # resume a run that is not there)
+        resume = resume and previous_run(run_directory(recipe, run_dir)) is not None
     result = finetune(recipe, run_dir=run_dir, num_proc=num_proc, show_progress=show_progress, argv=argv, resume=resume,
                       overwrite=overwrite)
     if stages:

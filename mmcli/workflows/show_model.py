@@ -1,12 +1,16 @@
 """recipes show-model: the model a recipe builds, component by component, with every layer and its
-parameter count, without training (the processors are fitted first, as finetune would: vocabulary,
-feature sizes and classes decide the shapes)."""
+parameter count, each encoder's read-out and dropouts, and the optimisation the recipe trains with (its
+effective defaults and the parameter groups), without training and without preprocessing the data: the
+shapes come from the preprocessing settings (:mod:`mmcli.workflows.model_specs`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from torch import nn
+
+# settings that say how an encoder turns its positions into one vector (read-out) and what it drops
+READOUT_WORDS = ("pool", "readout", "temporal", "spatial", "fc_layers", "fc_activation", "frame_encoder.type")
 
 
 def _count(module: nn.Module) -> int:
@@ -46,12 +50,76 @@ def describe_model(model: nn.Module) -> dict[str, Any]:
     return {"components": components, "parameters": total, "trainable": trainable}
 
 
-def show_model(recipe: Any, num_proc: int = 1, quiet: bool = True) -> dict[str, Any]:
-    from mmcli.data.preprocess import preprocess
+def encoder_settings(recipe: Any) -> list[dict[str, Any]]:
+    """Per input: its encoder's type, read-out (pooling, FC layers, temporal/spatial pooling) and dropouts."""
+    rows = []
+    for name, cfg in recipe.inputs.items():
+        readout: dict[str, Any] = {}
+        dropouts: dict[str, Any] = {}
+        _walk(cfg.encoder.model_dump(mode="json"), "", readout, dropouts)
+        rows.append({"input": name, "modality": cfg.modality, "type": cfg.encoder.type,
+                     "shares": getattr(cfg, "share_encoder", None), "readout": readout, "dropouts": dropouts})
+    return rows
+
+
+def _walk(value: Any, path: str, readout: dict[str, Any], dropouts: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _walk(item, f"{path}.{key}" if path else key, readout, dropouts)
+    elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        for index, item in enumerate(value):
+            _walk(item, f"{path}.{index}", readout, dropouts)
+    elif "dropout" in path.rsplit(".", 1)[-1]:
+        dropouts[path] = value
+    elif any(word in path for word in READOUT_WORDS) and not path.startswith("blocks.") \
+            and not path.endswith("pool_size"):  # a block's own pooling is part of the block, not the read-out
+        readout[path] = value
+
+
+def training_settings(recipe: Any, model: nn.Module) -> dict[str, Any]:
+    """The optimisation as it will run: effective values of the defaults, every dropout, parameter groups."""
+    cfg = recipe.training
+    shown: dict[str, Any] = {"optimizer": cfg.optimizer, "learning_rate": cfg.learning_rate,
+                             "weight_decay": cfg.weight_decay, "scheduler": cfg.scheduler,
+                             "warmup_ratio": cfg.warmup_ratio, "grad_clip": cfg.grad_clip,
+                             "batch_size": cfg.batch_size, "epochs": cfg.epochs}
+    if cfg.optimizer == "sgd":
+        shown |= {"momentum": cfg.momentum, "nesterov": cfg.nesterov}
+    if cfg.learning_rates:
+        shown["learning_rates"] = dict(cfg.learning_rates)
+    dropouts = {"model.dropout": recipe.model.dropout}
+    dropouts |= {f"tasks.{name}.dropout": task.dropout for name, task in recipe.tasks.items() if hasattr(task, "dropout")}
+    for row in encoder_settings(recipe):
+        dropouts |= {f"inputs.{row['input']}.encoder.{key}": value for key, value in row["dropouts"].items()}
+    shown["dropouts"] = dropouts
+    shown["parameter_groups"] = _parameter_groups(model, recipe)
+    return shown
+
+
+def _parameter_groups(model: nn.Module, recipe: Any) -> list[dict[str, Any]]:
+    """The trainer's own grouping (one learning rate and weight decay each), with what each holds."""
+    from mmcli.training.optimization import parameter_groups
+
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    modalities = {name: cfg.modality for name, cfg in recipe.inputs.items()}
+    groups = []
+    for group in parameter_groups(model, recipe.training, modalities):
+        held = [names[id(parameter)].removeprefix("backbone.") for parameter in group["params"]]
+        groups.append({"learning_rate": group["lr"], "weight_decay": group["weight_decay"], "tensors": len(held),
+                       "parameters": sum(parameter.numel() for parameter in group["params"]), "examples": held[:3]})
+    return groups
+
+
+def show_model(recipe: Any) -> dict[str, Any]:
     from mmcli.model import build_model
     from mmcli.training.seeding import seed_everything
+    from mmcli.workflows.model_specs import configured_specs
 
-    prepared = preprocess(recipe, num_proc=num_proc, quiet=quiet)
+    specs, notes = configured_specs(recipe)
     seed_everything(recipe.seed)
-    model = build_model(recipe, prepared.preprocessing)
-    return {"recipe": recipe.name, "hidden_size": recipe.model.hidden_size, **describe_model(model)}
+    model = build_model(recipe, specs)
+    if model.backbone.fusion is None:
+        notes.append(f"fusion: not built, no objective reads the fused vector (model.fusion {recipe.model.fusion.type} "
+                     "is unused)")
+    return {"recipe": recipe.name, "hidden_size": recipe.model.hidden_size, **describe_model(model),
+            "encoders": encoder_settings(recipe), "training": training_settings(recipe, model), "notes": notes}

@@ -115,7 +115,7 @@ def test_warnings_for_an_empty_validation_split_few_rows_and_one_class():
 
     from mmcli.data.checks import data_warnings
 
-    recipe = NS(data=NS(validation_split="validation", train_split="train"))
+    recipe = NS(data=NS(validation_split="validation", train_split="train", test_split=None), evaluation=NS(splits=None))
     found = data_warnings(recipe, {"train": 1}, {"tasks": {"scene": {"spec": {"classes": ["a"]}},
                                                            "size": {"spec": {"mean": 0, "std": 1}}}})
     assert len(found) == 3

@@ -74,6 +74,11 @@ def run_on_rows(net: ConvNet, x: Tensor, keep: Tensor) -> Tensor:
 
     Skipping missing images/padded frames keeps their zeros out of BatchNorm statistics and saves compute.
     """
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        # an exported graph has no data-dependent branch: every row goes through (eval mode, so the rows do
+        # not mix) and the skipped ones are zeroed, so a batch in which no row has the input still runs
+        feats = net(x).flatten(2).transpose(1, 2)
+        return feats * keep.view(-1, 1, 1).to(feats.dtype)
     size = net.out_size(x.shape[-1])
     hidden = net.out_channels
     out = x.new_zeros((x.shape[0], size * size, hidden), dtype=torch.float32)
