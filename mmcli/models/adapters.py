@@ -29,7 +29,13 @@ class AdapterSettings(Settings):
 
 
 def adapted_modules(model: nn.Module, part: str) -> dict[str, nn.Module]:
-    """The modules a part names: ``lm`` -> every text task's language model; an input name -> its tower."""
+    """The modules a part names: ``lm`` -> every text task's language model; an input name -> its tower. A
+    decoder that holds a whole model names its own parts (``adaptable_parts()``: part -> {path: module})."""
+    found = {f"objectives.{name}.decoder.{path}": module for name, task in model.objectives.items()
+             if hasattr(getattr(task, "decoder", None), "adaptable_parts")
+             for path, module in task.decoder.adaptable_parts().get(part, {}).items()}
+    if found:
+        return found
     if part == "lm":
         return {f"objectives.{name}.decoder.lm": task.decoder.lm for name, task in model.objectives.items()
                 if hasattr(getattr(task, "decoder", None), "lm")}
@@ -46,7 +52,8 @@ def add_adapters(model: nn.Module, settings: AdapterSettings) -> dict[str, int]:
         modules = adapted_modules(model, part)
         if not modules:
             raise RecipeError(f"training.adapters.parts: this model has no part '{part}' to adapt",
-                              hint="lm (a text task with decoder hf_causal_lm) or an input's name")
+                              hint="lm (a text task with decoder hf_causal_lm or model.type hf_vlm), vision "
+                                   "(model.type hf_vlm) or an input's name")
         for path, module in modules.items():
             config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                                 target_modules=settings.target_modules, bias="none")

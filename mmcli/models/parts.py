@@ -1,7 +1,9 @@
 """A model's parts, named as recipes name them (``training.freeze``, ``training.learning_rates``,
 ``training.adapters.parts``): each input's tower by its input name and modality (``vision`` for image and
 video, ``towers`` for all), ``fusion``, a language model (``lm``), its ``projector`` and ``cross_attention``
-layers, ``adapters``, and ``heads`` (everything else a task or objective owns)."""
+layers, ``adapters``, and ``heads`` (everything else a task or objective owns). A whole vision-language
+model (decoder ``hf_vlm``) has the same parts: its vision tower (``vision``, ``towers``, the image input's
+name), its projector and its language model (``lm``)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,21 @@ from typing import Any
 from torch import nn
 
 VISION = ("image", "video")
+# The top-level pieces of a whole vision-language model (decoder hf_vlm, held as ``decoder.vlm``), by the
+# names the transformers families give them (LLaVA, Idefics3/SmolVLM, Qwen2-VL), and the part each is.
+VLM = "vlm"
+VLM_PIECES = {"vision_tower": "vision", "vision_model": "vision", "visual": "vision",
+              "multi_modal_projector": "projector", "connector": "projector", "merger": "projector",
+              "language_model": "lm", "text_model": "lm", "lm_head": "lm"}
+
+
+def vlm_part(path: list[str]) -> str | None:
+    """The part of a vision-language model's parameter or module (its name inside the model, split at the
+    dots): the last known piece among the first three (``model.visual.merger`` is the projector)."""
+    found = None
+    for piece in path[:3]:
+        found = VLM_PIECES.get(piece, found)
+    return found
 
 
 def parts_of(name: str, modalities: dict[str, str]) -> set[str]:
@@ -29,6 +46,12 @@ def parts_of(name: str, modalities: dict[str, str]) -> set[str]:
             return found | ({"cross_attention"} if ".cross." in name else {"lm"})
         if pieces[3] in ("projectors", "memory"):
             return found | {"projector"}
+        if pieces[3] == VLM:
+            part = vlm_part(pieces[4:])
+            if part == "vision":  # the model's own tower reads the image inputs
+                images = {name for name, modality in modalities.items() if modality in VISION}
+                return found | {"vision", "towers"} | images | {modalities[name] for name in images}
+            return found | ({part} if part else {"heads"})
     return found | {"heads"}
 
 

@@ -8,10 +8,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from mmcli.errors import RecipeError
+from mmcli.recipe.whole_model import MULTIMODAL
 
 # Registry kinds named by the key that holds a ``type`` (or ``modality``) tag.
 _TAG_KINDS = {"fusion": "fusion", "encoder": "encoder", "attention": "attention", "tasks": "task type",
-              "objectives": "objective", "loss_weighting": "loss weighting", "inputs": "modality"}
+              "objectives": "objective", "loss_weighting": "loss weighting", "inputs": "modality",
+              "model": "model type"}
 
 
 def _user_path(loc: tuple, data: Any) -> list[str]:
@@ -33,7 +35,7 @@ def _user_path(loc: tuple, data: Any) -> list[str]:
 
 def _is_tag(part: Any, node: Any) -> bool:
     return isinstance(node, dict) and part in (node.get("type"), node.get("modality")) or str(part)[:1].isupper() \
-        or str(part).startswith("function-")
+        or str(part).startswith("function-") or (isinstance(node, dict) and part == MULTIMODAL)  # model's default
 
 
 def _describe(error: dict[str, Any], data: Any) -> str:

@@ -37,6 +37,10 @@ def _merge(run_dir: Path, output: str | Path | None, overwrite: bool, split: str
     if target.exists() and not overwrite:
         raise DataError(f"{target}: already exists", hint="pass --overwrite to replace it, or another --output")
     run = open_run(run_dir)
+    whole = [name for name, task in run.model.tasks.items() if hasattr(getattr(task, "decoder", None), "vlm")]
+    if whole:
+        raise DataError(f"{run_dir}: merging the adapters of a whole vision-language model (model.type: hf_vlm) "
+                        "is not supported yet", hint="predict, evaluate and serve use the run's adapters as they are")
     adapted = {name: task for name, task in run.model.tasks.items()
                if hasattr(getattr(task, "decoder", None), "lm") and lora_keys(task.decoder.lm.state_dict())}
     if not adapted:

@@ -94,6 +94,8 @@ def test_all_rows_missing_is_finite(modality: str, name: str, extra: dict) -> No
 def test_gradients_reach_every_parameter(modality: str, name: str, extra: dict) -> None:
     spec, x, mask = make_input(modality)  # rows 0-2 present, row 3 missing: the missing vector is used too
     encoder = build(modality, name, extra, spec).train()
+    if not list(encoder.parameters()):
+        pytest.skip("no parameters: the input goes raw to a model that reads it itself")
     out = encoder(x, mask)
     # random projections: a plain sum after LayerNorm has zero gradient
     (out.pooled * torch.randn(B, D)).sum().add_((out.tokens * torch.randn_like(out.tokens)).sum()).backward()

@@ -186,3 +186,21 @@ def test_a_folder_of_another_kind_of_model_and_a_missing_lora_target_are_one_lin
     with pytest.raises(RecipeError, match="training.adapters.target_modules") as caught:
         add_adapters(model, AdapterSettings(target_modules=["no_such_proj"]))
     assert "q_proj" in caught.value.one_line()
+
+
+def test_a_pretrained_tokenizer_without_placeholders_gets_them_as_special_tokens(tmp_path) -> None:
+    """A downloaded model's tokenizer knows no <image>: loading it adds the placeholders (and a chat
+    template), each one token, the same ids after saving and loading again."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from mmcli.objectives.decoders.lm_tokenizer import pretrained_tokenizer
+
+    words = Tokenizer(models.WordLevel({"[UNK]": 0, "what": 1, "colour": 2, "</s>": 3}, unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]", eos_token="</s>").save_pretrained(tmp_path / "lm")
+    loaded = pretrained_tokenizer(str(tmp_path / "lm"), ["<image>", "<audio>"], "tasks.chat.decoder.path")
+    ids = loaded("what <image> colour <audio>").input_ids
+    assert len(ids) == 4 and ids[1] == loaded.convert_tokens_to_ids("<image>") >= 4 and loaded.chat_template
+    again = pretrained_tokenizer(str(tmp_path / "lm"), ["<image>", "<audio>"], "tasks.chat.decoder.path")
+    assert again("what <image> colour <audio>").input_ids == ids

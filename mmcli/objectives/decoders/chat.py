@@ -174,7 +174,7 @@ class ChatTargets:
     def _render(self, turns: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
         """The conversation as text, and each assistant turn's character span (its content and the end of
         its turn): the prefix rendered with a generation prompt ends where the answer begins."""
-        template = self.tokenizer.apply_chat_template
+        template = self.render_template
         ends_with_answer = turns[-1]["role"] == "assistant"
         text = template(turns, tokenize=False, add_generation_prompt=not ends_with_answer)
         spans = []
@@ -183,6 +183,11 @@ class ChatTargets:
                 begin = len(template(turns[:index], tokenize=False, add_generation_prompt=True)) if index else 0
                 spans.append((begin, len(template(turns[: index + 1], tokenize=False))))
         return text, spans
+
+    def render_template(self, turns: list[dict[str, str]], tokenize: bool = False,
+                        add_generation_prompt: bool = False) -> str:
+        """The turns through the tokenizer's chat template, as text."""
+        return self.tokenizer.apply_chat_template(turns, tokenize=tokenize, add_generation_prompt=add_generation_prompt)
 
     def labelled(self, encoded: np.ndarray) -> np.ndarray:
         return (np.asarray(encoded)[:, 1] == LAST).any(axis=1)

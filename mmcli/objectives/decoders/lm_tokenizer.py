@@ -22,7 +22,7 @@ def _with_placeholders(tokenizer: Any, placeholders: list[str]) -> Any:
         if "<|im_end|>" in extra or tokenizer.eos_token is None:
             tokenizer.eos_token = "<|im_end|>"
     if extra:
-        tokenizer.add_special_tokens({"additional_special_tokens": extra}, replace_additional_special_tokens=False)
+        tokenizer.add_special_tokens({"additional_special_tokens": extra}, replace_extra_special_tokens=False)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # decoder-only models often have none; padding is masked anyway
     return tokenizer
