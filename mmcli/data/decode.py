@@ -86,6 +86,7 @@ def decode_rows(decoder: RowDecoder, cells: list[dict[str, Any]], features: Any,
                 ray_address: str | None = None) -> Any:
     """Decode ``cells`` (one dict per row) and return a memory-mapped Dataset of decoded columns + ``extra``;
     locally in ``num_proc`` processes, or on Ray Data (``backend="ray"``)."""
+    import pyarrow as pa
     from datasets import Dataset
     from datasets.arrow_writer import ArrowWriter
 
@@ -98,7 +99,7 @@ def decode_rows(decoder: RowDecoder, cells: list[dict[str, Any]], features: Any,
     if backend == "ray":
         from mmcli.data.ray_backend import ray_chunks
 
-        results: Iterator[dict[str, list]] = ray_chunks(decoder, list(_chunks(cells)), ray_address, num_proc)
+        results: Iterator[Any] = ray_chunks(decoder, list(_chunks(cells)), features, ray_address, num_proc)
     elif num_proc > 1 and len(cells) > CHUNK_ROWS:
         # fork: workers inherit the fitted processors without pickling them or re-importing __main__
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
@@ -110,9 +111,15 @@ def decode_rows(decoder: RowDecoder, cells: list[dict[str, Any]], features: Any,
         with task_progress("decoding media", len(cells), enabled=show_progress) as advance:
             start = 0
             for batch in results:
-                size = len(batch[ERROR_COLUMN])
-                batch.update({key: values[start:start + size] for key, values in extra.items()})
-                writer.write_batch(batch)
+                if isinstance(batch, dict):
+                    size = len(batch[ERROR_COLUMN])
+                    batch.update({key: values[start:start + size] for key, values in extra.items()})
+                    writer.write_batch(batch)
+                else:  # an Arrow table from the Ray backend
+                    size = batch.num_rows
+                    for key, values in extra.items():
+                        batch = batch.append_column(key, pa.array(values[start:start + size], type=features[key].pa_type))
+                    writer.write_table(batch.select(list(features)))
                 start += size
                 advance(size)
         writer.finalize()

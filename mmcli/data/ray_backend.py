@@ -5,15 +5,16 @@ must be readable where the workers run (a shared file system)."""
 
 from __future__ import annotations
 
-import pickle
 from typing import Any, Iterator
 
 from mmcli.errors import DataError
 
 
-def ray_chunks(decoder: Any, chunks: list[list[dict[str, Any]]], address: str | None,
-               num_proc: int) -> Iterator[dict[str, list]]:
-    """Each chunk's decoded columns, in chunk order."""
+def ray_chunks(decoder: Any, chunks: list[list[dict[str, Any]]], features: Any, address: str | None,
+               num_proc: int) -> Iterator[Any]:
+    """Each chunk's decoded columns as an Arrow table typed by ``features``, in chunk order.
+
+    Results travel as Arrow IPC streams, not pickles: the driver never unpickles what a worker sent."""
     try:
         import ray
     except ImportError:
@@ -31,13 +32,27 @@ def ray_chunks(decoder: Any, chunks: list[list[dict[str, Any]]], address: str | 
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # the cache keeps manifest order
         context.enable_progress_bars = False
-        payloads = ray.data.from_items([{"chunk": pickle.dumps(chunk)} for chunk in chunks], override_num_blocks=len(chunks))
+        import pyarrow as pa
+
+        indices = ray.data.from_items([{"index": i} for i in range(len(chunks))], override_num_blocks=len(chunks))
 
         def decode(item: dict[str, Any]) -> dict[str, Any]:
-            return {"decoded": pickle.dumps(decoder.chunk(pickle.loads(item["chunk"])))}
+            return {"decoded": _arrow_bytes(decoder.chunk(chunks[item["index"]]), features)}
 
-        for item in payloads.map(decode).iter_rows():
-            yield pickle.loads(item["decoded"])
+        for item in indices.map(decode).iter_rows():
+            yield pa.ipc.open_stream(item["decoded"]).read_all()
     finally:
         if started:
             ray.shutdown()
+
+
+def _arrow_bytes(batch: dict[str, list], features: Any) -> bytes:
+    import pyarrow as pa
+    from datasets import Features
+    from datasets.arrow_writer import ArrowWriter
+
+    sink = pa.BufferOutputStream()
+    writer = ArrowWriter(features=Features({key: features[key] for key in batch}), stream=sink)
+    writer.write_batch(batch)
+    writer.finalize()
+    return sink.getvalue().to_pybytes()

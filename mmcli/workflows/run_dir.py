@@ -161,12 +161,15 @@ def decode_rows(run: LoadedRun, recipe: Any, table: Any, base_dir: Path, split: 
 def manifest_rows(run: LoadedRun, manifest: str | Path, split: str, num_proc: int = 1, quiet: bool = True,
                   with_targets: bool = False, inputs_optional: bool = False) -> ManifestRows:
     """Every row of another ``manifest`` (its split column is ignored) decoded with the run's
-    processors; with ``with_targets`` the task columns must be there; with ``inputs_optional`` an empty
+    processors; with ``with_targets`` the task columns must be there and the run's ``data.on_error``
+    decides what a bad row does (otherwise it is skipped and listed); with ``inputs_optional`` an empty
     cell is a missing input, not a bad row (a text alone, an image alone)."""
     from mmcli.data.manifest import read_manifest, require_columns
 
     recipe, manifest = run.recipe.model_copy(deep=True), Path(manifest)
-    recipe.data.on_error = "skip"  # a row that cannot be read is listed; the others are still answered
+    if not with_targets:  # answers: a row that cannot be read is listed; the others are still answered
+        recipe.data.on_error = "skip"
+    # scores keep the run's data.on_error: a metric over silently fewer rows would mislead
     if inputs_optional:
         for cfg in recipe.inputs.values():
             cfg.optional = True
