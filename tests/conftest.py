@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-# Float sums depend on the CPU thread count, and when neither training.num_threads nor OMP_NUM_THREADS
-# says how many, training chooses by the machine's load (mmcli/training/threads.py): tests that compare
-# separately started runs bit for bit need one fixed count, whatever else runs on the machine.
+# The thread count training would choose anyway (mmcli/training/threads.py), stated: the commands tests
+# start then never add the busy-machine warning to the output they check.
 os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                              else os.cpu_count() or 1))

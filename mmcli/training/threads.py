@@ -1,13 +1,11 @@
-"""CPU threads per training process. torch starts one thread per core; when other programs keep cores
-busy (or several training processes share a machine) those threads wait on each other, and a training
-ran 5x slower on a busy 2-core machine than with one thread. Unless ``training.num_threads`` (or
-OMP_NUM_THREADS) says how many, each process takes its share of the cores (cores / processes on this
-machine), fewer when other programs keep cores busy, and says so.
-
-Float sums depend on the thread count, so the choice is made once per process, recorded with the run
-(``metrics.json``: training.threads; checkpoints) and kept by a resumed run: resuming stays exact. Two
-separately started runs on a machine whose load changed may differ in the last bits: set
-``training.num_threads`` for bit-for-bit identical reruns."""
+"""CPU threads per training process. Unless ``training.num_threads`` (or OMP_NUM_THREADS) says how many,
+each process takes its share of the cores (cores / training processes on this machine), whatever else
+runs: float sums depend on the thread count, and a result that changed with the machine's load would
+not reproduce (the quickstart's seed 0 lands on another trajectory with 1 thread than with 2). When other
+programs keep cores busy, the oversubscribed threads wait on each other (a training ran 5x slower on a
+busy 2-core machine than with one thread): a warning says so and which ``training.num_threads`` would
+avoid it. The count is recorded with the run (``metrics.json``: training.threads; checkpoints) and kept
+by a resumed run: resuming stays exact."""
 
 from __future__ import annotations
 
@@ -62,22 +60,22 @@ def others_load(load_average: float, busy_now: float | None, processes: int) -> 
 
 def choose_threads(cores: int, others: float, processes: int, default: int) -> tuple[int, str | None]:
     """Threads for one of ``processes`` training processes on ``cores`` cores with ``others`` cores busy
-    elsewhere; ``default``: what torch would use. Returns (threads, why) where ``why`` explains a choice
-    below the default (None when the default stands)."""
-    share = max(1, cores // processes)
+    elsewhere; ``default``: what torch would use. The count never depends on ``others`` (see the module);
+    returns (threads, note) where ``note`` says why the count is below the default, or which count the
+    busy cores would call for (None when neither applies)."""
+    threads = max(1, min(default, cores // processes))
+    notes = []
+    if threads < default:
+        notes.append(f"{processes} training processes share {cores} cores, so each uses {threads} CPU thread"
+                     f"{'s' if threads > 1 else ''} instead of {default}")
     free = max(1, int(cores - others + 0.5) // processes)  # a core counts as taken once more than half of it is
-    threads = max(1, min(default, share, free))
-    if threads >= default:
-        return default, None
-    reasons = []
-    if others >= 0.5 and free < share:
-        reasons.append(f"other programs keep about {others:.1f} of {cores} cores busy")
-    if processes > 1 and share < default:
-        reasons.append(f"{processes} training processes share {cores} cores")
-    why = " and ".join(reasons) or f"{cores} cores are available to this process"
-    return threads, (f"training.num_threads is not set: {why}, so each process uses {threads} CPU thread"
-                     f"{'s' if threads > 1 else ''} instead of {default} (oversubscribed threads wait on each "
-                     "other; set training.num_threads to choose)")
+    if others >= 0.5 and free < threads:
+        notes.append(f"other programs keep about {others:.1f} of {cores} cores busy, so the {threads} threads "
+                     f"of each process wait on each other (several times slower): training.num_threads={free} "
+                     f"avoids that (results then differ slightly from a {threads}-thread run)")
+    if not notes:
+        return threads, None
+    return threads, "training.num_threads is not set: " + "; ".join(notes)
 
 
 def measured_others(processes: int) -> float:

@@ -1,5 +1,5 @@
-"""CPU threads per training process when training.num_threads is not set: the decision on fake load
-figures (other programs' busy cores, several processes), and what is measured."""
+"""CPU threads per training process when training.num_threads is not set: the count on fake load figures
+(it follows the cores and processes, never the load, which only brings a warning), and what is measured."""
 
 from __future__ import annotations
 
@@ -14,18 +14,21 @@ def test_an_idle_machine_keeps_torchs_threads():
     assert choose_threads(cores=2, others=0.3, processes=1, default=2) == (2, None)  # a passing daemon
 
 
-def test_a_busy_machine_gets_fewer_threads_with_a_reason():
+def test_a_busy_machine_keeps_its_threads_and_is_told_which_count_would_not_wait():
+    # results must not change with the load, so the count stays: the warning gives the faster one
     threads_, why = choose_threads(cores=2, others=4.0, processes=1, default=2)  # load 5 on 2 cores
-    assert threads_ == 1
-    assert "other programs keep about 4.0 of 2 cores busy" in why and "training.num_threads" in why
-    assert choose_threads(cores=16, others=6.0, processes=1, default=16)[0] == 10
+    assert threads_ == 2
+    assert "other programs keep about 4.0 of 2 cores busy" in why and "training.num_threads=1" in why
+    threads_, why = choose_threads(cores=16, others=6.0, processes=1, default=16)
+    assert threads_ == 16 and "training.num_threads=10" in why
 
 
 def test_several_processes_share_the_cores():
     threads_, why = choose_threads(cores=16, others=0.0, processes=4, default=16)
     assert threads_ == 4 and "4 training processes share 16 cores" in why
     assert choose_threads(cores=2, others=0.0, processes=2, default=2)[0] == 1
-    assert choose_threads(cores=16, others=8.0, processes=2, default=8)[0] == 4  # busy and shared
+    threads_, why = choose_threads(cores=16, others=8.0, processes=2, default=8)  # busy and shared
+    assert threads_ == 8 and "training.num_threads=4" in why
     assert choose_threads(cores=16, others=0.0, processes=2, default=8) == (8, None)  # the launcher's share
 
 
@@ -59,9 +62,9 @@ def test_apply_threads_sets_torch_and_says_why(monkeypatch):
     chosen = []
     monkeypatch.setattr(torch, "set_num_threads", chosen.append)
     why = threads.apply_threads(None)
-    assert chosen == [1] and "uses 1 CPU thread instead of 2" in why
-    assert threads.apply_threads(3) is None and chosen == [1, 3]  # training.num_threads wins, silently
-    assert threads.apply_threads(None) is None and chosen == [1, 3, 1]  # decided once per process
+    assert chosen == [2] and "training.num_threads=1" in why
+    assert threads.apply_threads(3) is None and chosen == [2, 3]  # training.num_threads wins, silently
+    assert threads.apply_threads(None) is None and chosen == [2, 3, 2]  # decided once per process
     assert threads.apply_threads(None, resumed=2) is None and chosen[-1] == 2  # a resumed run keeps its count
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert threads.apply_threads(None, resumed=1) is None and chosen[-1] == 2  # the user's OMP_NUM_THREADS wins
