@@ -27,7 +27,7 @@ Finished runs of an identical resolved recipe are reused. Prints JSON; partial l
 Usage: python benchmarks/robust_fusion.py [--recipe recipes/quickstart.yaml] [--dropout 0.15]
        [--seeds 0,1,2] [--eval-manifest data/shapes-eval/manifest.csv] [--set key=value ...]
        [--fused key=value ...] [--name robust-fused]
-       python benchmarks/robust_fusion.py --table RESULTS.json   (the README's markdown table)
+       python benchmarks/robust_fusion.py --table RESULTS.json   (the markdown table of docs/robust-fusion.md)
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def seed_means(result: dict) -> dict:
 
 
 def markdown_table(result: dict) -> str:
-    """The README's table from a results JSON: per removed input and task, the fused model (missing,
+    """The table of docs/robust-fusion.md from a results JSON: per removed input and task, the fused model (missing,
     corrupted) against the references, with the verdicts (rows and seeds) against the single-modality
     model picked on validation and the one picked on the scored rows."""
     lines = ["| input taken away | task | fused, missing | fused, corrupted | best single-modality (input) "

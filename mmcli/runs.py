@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -47,6 +48,22 @@ def staging_dir(parent: Path, prefix: str) -> Path:
         path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
         os.chmod(path, 0o777 & ~_umask())
     return path
+
+
+@contextlib.contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """A folder filled beside ``target`` and renamed into its place once the block completes; a failure
+    (or a kill) leaves what was at ``target`` as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_dir(target.parent, f".{target.name}.")
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -29,7 +29,7 @@ from mmcli.data.labels_step import encode_targets, fit_targets, load_targets, ta
 from mmcli.data.manifest import assign_splits, read_manifest, require_columns, row_ids
 from mmcli.errors import DataError
 from mmcli.registries import PROCESSORS
-from mmcli.runs import PREPROCESSING_FILE, atomic_write_json, atomic_write_jsonl, naming, staging_dir
+from mmcli.runs import PREPROCESSING_FILE, atomic_write_json, atomic_write_jsonl, naming, staged_folder
 
 MAX_ERRORS_SHOWN = 3
 
@@ -264,21 +264,13 @@ def _write_cache(target: Path, key: str, decoded: Any, splits: np.ndarray, keep:
 
     names = sorted({str(s) for s in splits[keep]})
     by_split = DatasetDict({name: decoded.select(np.flatnonzero(keep & (splits == name))) for name in names})
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_dir(target.parent, f".{key}.")
-    try:
+    with staged_folder(target) as staging:
         by_split.save_to_disk(str(staging / "dataset"))
         atomic_write_json(staging / PREPROCESSING_FILE, preprocessing)
         atomic_write_jsonl(staging / "errors.jsonl", records)
         counts = {name: len(by_split[name]) for name in names}
         summary = {"rows": rows, "kept": int(keep.sum()), "skipped": len(records), "splits": counts}
         atomic_write_json(staging / "summary.json", summary)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return Preprocessed(cache_dir=target, key=key, reused=False, rows=rows, kept=int(keep.sum()), skipped=len(records),
                         splits=counts, errors_file=target / "errors.jsonl", seconds=time.perf_counter() - start,
                         preprocessing=preprocessing)

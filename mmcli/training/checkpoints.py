@@ -67,11 +67,14 @@ def referenced_weights(model: torch.nn.Module) -> dict[str, list[str]]:
     """The weights a checkpoint refers to instead of copying: frozen, and restored from where they came
     (``pretrained``: a model folder the model is built from; ``init``: the run it was initialised from,
     ``model.initialised_from``). A frozen pretrained language model or tower costs no disk per checkpoint."""
-    frozen = {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
+    # tied weights (an LM head sharing the embedding) appear under every name, as in the state dict
+    frozen = {name for name, parameter in model.named_parameters(remove_duplicate=False)
+              if not parameter.requires_grad}
     pretrained = set()
     for prefix, module in model.named_modules():
         if getattr(module, PRETRAINED_FROM, None):
-            pretrained |= {f"{prefix}.{name}" if prefix else name for name, _ in module.named_parameters()} & frozen
+            pretrained |= {f"{prefix}.{name}" if prefix else name
+                           for name, _ in module.named_parameters(remove_duplicate=False)} & frozen
     run, loaded = getattr(model, "initialised_from", (None, []))
     init = (set(loaded) & frozen) - pretrained
     return {"pretrained": sorted(pretrained), "init": sorted(init), "init_run": [run] if init else []}

@@ -30,7 +30,7 @@ def _merge(run_dir: Path, output: str | Path | None, overwrite: bool, split: str
     from mmcli.models.adapters import lora_keys, merged_state
     from mmcli.recipe.loader import recipe_to_yaml
     from mmcli.runs import (BEST_CHECKPOINT, MODEL_INFO, MODEL_WEIGHTS, PREPROCESSING_FILE, RECIPE_FILE,
-                            atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, staging_dir)
+                            atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, staged_folder)
     from mmcli.workflows.run_dir import open_run
 
     target = Path(output) if output else run_dir / "export" / "merged"
@@ -50,9 +50,7 @@ def _merge(run_dir: Path, output: str | Path | None, overwrite: bool, split: str
         if task.decoder.media_holder is not None:
             raise DataError(f"{run_dir}: task '{name}' has cross-attention layers inside its language model, which a "
                             "plain transformers folder cannot hold", hint="merge runs with conditioning: placeholders")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_dir(target.parent, f".{target.name}.")
-    try:
+    with staged_folder(target) as staging:
         recipe = run.recipe.model_copy(deep=True)
         recipe.init, recipe.training.adapters = None, None
         state = {key: value for key, value in run.model.state_dict().items()}
@@ -86,12 +84,6 @@ def _merge(run_dir: Path, output: str | Path | None, overwrite: bool, split: str
                             f"answers {'the same' if same_answers else 'different'}); nothing was written")
         atomic_write_json(staging / "merged.json", {"from": str(run_dir.resolve()), "max_abs_logit_difference": difference,
                                                     "tasks": list(adapted), "split": split, "rows": check_rows})
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return {"output": str(target), "tasks": list(adapted), "max_abs_logit_difference": difference,
             "language_models": [str(target / f"language-model-{name}") for name in adapted]}
 

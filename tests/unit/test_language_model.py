@@ -113,6 +113,33 @@ def test_training_learns_the_answers_and_a_missing_image_is_masked() -> None:
     assert said[:2] == ["red", "a round circle"]
 
 
+def test_without_gradients_the_logits_come_a_few_rows_at_a_time_and_score_the_same(monkeypatch) -> None:
+    from mmcli.objectives.decoders import hf_causal_lm
+
+    chat = task()
+    batch, memory = targets(chat), rep(missing=(2,))
+    decoder, target = chat.decoder, batch
+    with torch.no_grad():  # by hand: the whole batch in one forward, cross-entropy over the answer tokens
+        media = decoder._media(memory)
+        embeds, attention, labels, _ = decoder._sequence(target[:, 0], target[:, 1] != 0, target[:, 1], media)
+        logits = decoder.lm(inputs_embeds=embeds, attention_mask=attention.long()).logits[:, :-1]
+        labels = labels[:, 1:]
+        expected_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        chosen = logits.log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        expected_log_prob = (chosen * (labels != -100)).sum(1)
+    one_row = embeds.shape[1] * decoder.lm.get_input_embeddings().num_embeddings
+    monkeypatch.setattr(hf_causal_lm, "LOGITS_PER_CHUNK", one_row)
+    forwards = []
+    decoder.lm.register_forward_hook(lambda module, args, kwargs_out=None: forwards.append(1))
+    with torch.no_grad():
+        torch.testing.assert_close(decoder.loss(memory, {}, target), expected_loss)
+        assert len(forwards) == len(target)  # one row per forward
+        torch.testing.assert_close(decoder.sequence_log_prob(memory, None, target), expected_log_prob)
+    forwards.clear()
+    torch.testing.assert_close(decoder.loss(memory, {}, target), expected_loss)  # training: the batch at once
+    assert len(forwards) == 1
+
+
 def test_projectors_map_tokens_to_the_language_model_width() -> None:
     tokens, mask = torch.randn(2, 6, D), torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
     for kind in ("linear", "mlp", "patch_merge", "perceiver"):

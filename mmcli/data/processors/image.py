@@ -28,12 +28,7 @@ class ImageProcessor(PixelStatistics):
     modality = "image"
     config_class = ImageConfig
 
-    def __init__(self, config: ImageConfig, name: str) -> None:
-        self.config = config
-        self.name = name
-        self.mask_name = f"{name}_mask"
-        self.mean: list[float] | None = None
-        self.std: list[float] | None = None
+    config: ImageConfig
 
     def decode(self, value: Any, base_dir: Path) -> dict[str, np.ndarray]:
         path = media_path(value, base_dir, "image")

@@ -19,6 +19,13 @@ class PixelStatistics:
     mean: list[float] | None
     std: list[float] | None
 
+    def __init__(self, config: Any, name: str) -> None:
+        self.config = config
+        self.name = name
+        self.mask_name = f"{name}_mask"
+        self.mean = None
+        self.std = None
+
     def fit(self, train: dict[str, Any]) -> None:
         self.mean, self.std = pixel_stats(train[self.name], train[self.mask_name], self.config.channels)
 

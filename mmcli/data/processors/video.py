@@ -27,12 +27,7 @@ class VideoProcessor(PixelStatistics):
     modality = "video"
     config_class = VideoConfig
 
-    def __init__(self, config: VideoConfig, name: str) -> None:
-        self.config = config
-        self.name = name
-        self.mask_name = f"{name}_mask"
-        self.mean: list[float] | None = None
-        self.std: list[float] | None = None
+    config: VideoConfig
 
     def decode(self, value: Any, base_dir: Path) -> dict[str, np.ndarray]:
         cfg = self.config

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -102,12 +102,13 @@ def shifted(target: Tensor, pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
     return inputs, inputs != pad_id, labels.masked_fill(labels == pad_id, IGNORE)
 
 
-def token_loss(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Mean cross-entropy over the labelled positions of ``logits [B, L, V]``, ``labels [B, L]``; 0 (still
-    in the graph) when there is none. No host sync."""
+def token_loss(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0,
+               reduction: Literal["mean", "sum"] = "mean") -> Tensor:
+    """Mean (or summed) cross-entropy over the labelled positions of ``logits [B, L, V]``, ``labels [B, L]``;
+    0 (still in the graph) when there is none. No host sync."""
     total = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE, reduction="sum",
                             label_smoothing=label_smoothing)
-    return total / (labels != IGNORE).sum().clamp(min=1)
+    return total if reduction == "sum" else total / (labels != IGNORE).sum().clamp(min=1)
 
 
 def token_log_probs(logits: Tensor, labels: Tensor) -> Tensor:

@@ -161,7 +161,7 @@ class ChatTargets:
         if len(ids) > length:
             prompt = sum(1 for start, _ in offsets if not spans or start < spans[-1][0])
             raise BadValue(f"the conversation is {len(ids)} tokens (its prompt {prompt}); the language model's "
-                           f"context here is {length} (tasks.NAME.max_length)")
+                           f"context here is {length} (raise this task's max_length)")
         roles = np.full(len(ids), PROMPT, dtype=np.int32)
         for index, (start, _) in enumerate(offsets):
             for number, (begin, end) in enumerate(spans):

@@ -11,7 +11,9 @@ left-padded for batches."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import io
+from contextlib import nullcontext, redirect_stderr
+from typing import Any, Iterator, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -27,6 +29,7 @@ from mmcli.registries import DECODERS
 from mmcli.settings import Settings
 
 IGNORE = -100
+LOGITS_PER_CHUNK = 2**26  # float32 logits computed at once without gradients: 256 MB
 
 
 class HFCausalLMConfig(Settings):
@@ -145,21 +148,30 @@ class HFCausalLMDecoder(nn.Module):
 
     # ------------------------------------------------------------------------------------- the contract
 
-    def _logits(self, rep: Any, target: Tensor) -> tuple[Tensor, Tensor]:
+    def _logits(self, rep: Any, target: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """The next-token logits and labels, a few rows at a time without gradients: a real vocabulary's
+        logits over a whole evaluation batch (256 rows x 64 tokens x 49k words) would take gigabytes."""
         ids, roles = target[:, 0], target[:, 1]
         media = self._media(rep)
         embeds, attention, labels, _ = self._sequence(ids, roles != PAD, roles, media)
-        self._set_media(media)
-        logits = self.lm(inputs_embeds=embeds, attention_mask=attention.long(), use_cache=False).logits
-        return logits[:, :-1], labels[:, 1:]
+        rows = embeds.shape[0]
+        if not torch.is_grad_enabled():
+            rows = max(1, LOGITS_PER_CHUNK // (embeds.shape[1] * self.lm.get_input_embeddings().num_embeddings))
+        for start in range(0, embeds.shape[0], rows):
+            part = slice(start, start + rows)
+            self._set_media([(features[part], mask[part]) for features, mask in media])
+            logits = self.lm(inputs_embeds=embeds[part], attention_mask=attention[part].long(), use_cache=False).logits
+            yield logits[:, :-1], labels[part, 1:]
 
     def loss(self, rep: Any, batch: dict[str, Tensor], target: Tensor) -> Tensor:
-        logits, labels = self._logits(rep, target)
-        return token_loss(logits, labels, self.settings.label_smoothing)
+        total = count = 0
+        for logits, labels in self._logits(rep, target):
+            total = total + token_loss(logits, labels, self.settings.label_smoothing, reduction="sum")
+            count = count + (labels != IGNORE).sum()
+        return total / count.clamp(min=1)
 
     def sequence_log_prob(self, rep: Any, batch: dict[str, Tensor] | None, target: Tensor) -> Tensor:
-        logits, labels = self._logits(rep, target)
-        return token_log_probs(logits, labels)
+        return torch.cat([token_log_probs(logits, labels) for logits, labels in self._logits(rep, target)])
 
     def generate(self, rep: Any, batch: dict[str, Tensor] | None, settings: GenerationSettings,
                  target: Tensor | None = None, streamer: Any = None) -> Tensor:
@@ -189,13 +201,19 @@ def load_language_model(config: HFCausalLMConfig, tokenizer: Any, field: str) ->
 
     logging.disable_progress_bar()
     if config.path is not None:
-        from mmcli.pretrained import mark_pretrained, resolve_model_path
+        from mmcli.pretrained import gguf_file, mark_pretrained, resolve_model_path
 
         folder = resolve_model_path(config.path)
+        quantised = gguf_file(folder)  # a llama.cpp file: dequantised to float32 as it loads
         try:
-            with quiet_transformers():
-                lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+            # transformers' GGUF reader draws its own tqdm bar, which no transformers setting turns off
+            with quiet_transformers(), redirect_stderr(io.StringIO()) if quantised else nullcontext():
+                lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32,
+                                                          **({"gguf_file": quantised} if quantised else {}))
             mark_pretrained(lm, config.path)
+        except ImportError as error:  # a GGUF file needs the gguf package
+            raise RecipeError(f"{field}.path: {config.path}: {' '.join(str(error).split())[:160]}",
+                              hint="pip install gguf") from None
         except (OSError, ValueError) as error:
             raise RecipeError(f"{field}.path: {config.path} holds no causal language model transformers can load "
                               f"({' '.join(str(error).split())[:160]})",

@@ -32,7 +32,7 @@ def pretrained_tokenizer(path: str, placeholders: list[str], field: str) -> Any:
     """The tokenizer of a local model folder (or ``pkg:DIST``), never from the network."""
     from pathlib import Path
 
-    from mmcli.pretrained import resolve_model_path
+    from mmcli.pretrained import gguf_file, resolve_model_path
 
     folder = resolve_model_path(path)
     if not Path(folder).is_dir():
@@ -40,7 +40,11 @@ def pretrained_tokenizer(path: str, placeholders: list[str], field: str) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        quantised = gguf_file(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True,
+                                                  **({"gguf_file": quantised} if quantised else {}))
+    except ImportError as error:  # a GGUF file needs the gguf package
+        raise RecipeError(f"{field}: {path}: {' '.join(str(error).split())[:160]}", hint="pip install gguf") from None
     except (OSError, ValueError) as error:
         raise RecipeError(f"{field}: cannot load a tokenizer from {path}: {' '.join(str(error).split())[:160]}") from None
     return _with_placeholders(tokenizer, placeholders)
