@@ -171,9 +171,28 @@ def test_the_run_opens_with_the_weights_and_logits_it_trained(workspace: Path, t
     tensors = split_tensors(split_dataset(run, "test"), ["image"], ["caption"])
     batch = {key: value[:4] for key, value in tensors.items()}
     decoder = run.model.tasks["caption"].decoder
-    logits, _ = decoder._logits(None, batch, batch["caption"])
-    twice, _ = open_run(run_dir).model.tasks["caption"].decoder._logits(None, batch, batch["caption"])
+    with torch.no_grad():
+        logits = torch.cat([chunk for chunk, _ in decoder._logits(None, batch, batch["caption"])])
+        again = open_run(run_dir).model.tasks["caption"].decoder
+        twice = torch.cat([chunk for chunk, _ in again._logits(None, batch, batch["caption"])])
     torch.testing.assert_close(logits, twice, rtol=0, atol=0)
+
+
+def test_scoring_a_row_at_a_time_gives_what_the_whole_batch_gives(trained: tuple[Path, KeepBest], monkeypatch) -> None:
+    from mmcli.data.loader import split_tensors
+    from mmcli.objectives.decoders import _common
+    from mmcli.workflows.run_dir import open_run, split_dataset
+
+    run = open_run(trained[0])
+    batch = {key: value[:5] for key, value in split_tensors(split_dataset(run, "test"), ["image"], ["caption"]).items()}
+    decoder = run.model.tasks["caption"].decoder.eval()
+    with torch.no_grad():
+        whole = decoder.sequence_log_prob(None, batch, batch["caption"])
+        loss = decoder.loss(None, batch, batch["caption"])
+        monkeypatch.setattr(_common, "LOGITS_PER_CHUNK", 1)  # one row per forward
+        torch.testing.assert_close(decoder.sequence_log_prob(None, batch, batch["caption"]), whole)
+        torch.testing.assert_close(decoder.loss(None, batch, batch["caption"]), loss)
+    assert whole.shape == (5,) and bool((whole < 0).all())
 
 
 def test_predict_and_evaluate_generate_captions(workspace: Path, trained: tuple[Path, KeepBest]) -> None:

@@ -114,7 +114,7 @@ def test_training_learns_the_answers_and_a_missing_image_is_masked() -> None:
 
 
 def test_without_gradients_the_logits_come_a_few_rows_at_a_time_and_score_the_same(monkeypatch) -> None:
-    from mmcli.objectives.decoders import hf_causal_lm
+    from mmcli.objectives.decoders import _common
 
     chat = task()
     batch, memory = targets(chat), rep(missing=(2,))
@@ -128,7 +128,7 @@ def test_without_gradients_the_logits_come_a_few_rows_at_a_time_and_score_the_sa
         chosen = logits.log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         expected_log_prob = (chosen * (labels != -100)).sum(1)
     one_row = embeds.shape[1] * decoder.lm.get_input_embeddings().num_embeddings
-    monkeypatch.setattr(hf_causal_lm, "LOGITS_PER_CHUNK", one_row)
+    monkeypatch.setattr(_common, "LOGITS_PER_CHUNK", one_row)
     forwards = []
     decoder.lm.register_forward_hook(lambda module, args, kwargs_out=None: forwards.append(1))
     with torch.no_grad():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -109,6 +109,25 @@ def token_loss(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0,
     total = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE, reduction="sum",
                             label_smoothing=label_smoothing)
     return total if reduction == "sum" else total / (labels != IGNORE).sum().clamp(min=1)
+
+
+LOGITS_PER_CHUNK = 2**26  # float32 logits computed at once without gradients: 256 MB
+
+
+def rows_per_forward(rows: int, length: int, vocabulary: int) -> int:
+    """How many rows a language model scores in one forward: the whole batch while training (its graph is
+    kept anyway), else as many as keep their logits within ``LOGITS_PER_CHUNK`` (a real vocabulary's logits
+    over an evaluation batch, 256 rows x 64 tokens x 49k words, would take gigabytes)."""
+    return rows if torch.is_grad_enabled() else max(1, LOGITS_PER_CHUNK // max(1, length * vocabulary))
+
+
+def chunked_token_loss(chunks: Iterable[tuple[Tensor, Tensor]], label_smoothing: float = 0.0) -> Tensor:
+    """``token_loss`` over logits and labels that come a few rows at a time."""
+    total = count = 0
+    for logits, labels in chunks:
+        total = total + token_loss(logits, labels, label_smoothing, reduction="sum")
+        count = count + (labels != IGNORE).sum()
+    return total / count.clamp(min=1)
 
 
 def token_log_probs(logits: Tensor, labels: Tensor) -> Tensor:

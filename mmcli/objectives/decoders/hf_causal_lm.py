@@ -20,8 +20,8 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from mmcli.errors import RecipeError
-from mmcli.objectives.decoders._common import (DecoderContext, GenerationSettings, quiet_transformers, token_log_probs,
-                                               token_loss)
+from mmcli.objectives.decoders._common import (DecoderContext, GenerationSettings, chunked_token_loss,
+                                               quiet_transformers, rows_per_forward, token_log_probs)
 from mmcli.objectives.decoders.chat import ANSWER, LAST, PAD, ChatTargets, placeholder
 from mmcli.objectives.decoders.cross_attention import CrossAttentionSettings, add_cross_attention
 from mmcli.objectives.decoders.projectors import ProjectorSettings, build_projector
@@ -29,7 +29,6 @@ from mmcli.registries import DECODERS
 from mmcli.settings import Settings
 
 IGNORE = -100
-LOGITS_PER_CHUNK = 2**26  # float32 logits computed at once without gradients: 256 MB
 
 
 class HFCausalLMConfig(Settings):
@@ -149,26 +148,19 @@ class HFCausalLMDecoder(nn.Module):
     # ------------------------------------------------------------------------------------- the contract
 
     def _logits(self, rep: Any, target: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
-        """The next-token logits and labels, a few rows at a time without gradients: a real vocabulary's
-        logits over a whole evaluation batch (256 rows x 64 tokens x 49k words) would take gigabytes."""
+        """The next-token logits and labels, a few rows at a time without gradients."""
         ids, roles = target[:, 0], target[:, 1]
         media = self._media(rep)
         embeds, attention, labels, _ = self._sequence(ids, roles != PAD, roles, media)
-        rows = embeds.shape[0]
-        if not torch.is_grad_enabled():
-            rows = max(1, LOGITS_PER_CHUNK // (embeds.shape[1] * self.lm.get_input_embeddings().num_embeddings))
-        for start in range(0, embeds.shape[0], rows):
+        rows = rows_per_forward(len(embeds), embeds.shape[1], self.lm.get_input_embeddings().num_embeddings)
+        for start in range(0, len(embeds), rows):
             part = slice(start, start + rows)
             self._set_media([(features[part], mask[part]) for features, mask in media])
             logits = self.lm(inputs_embeds=embeds[part], attention_mask=attention[part].long(), use_cache=False).logits
             yield logits[:, :-1], labels[part, 1:]
 
     def loss(self, rep: Any, batch: dict[str, Tensor], target: Tensor) -> Tensor:
-        total = count = 0
-        for logits, labels in self._logits(rep, target):
-            total = total + token_loss(logits, labels, self.settings.label_smoothing, reduction="sum")
-            count = count + (labels != IGNORE).sum()
-        return total / count.clamp(min=1)
+        return chunked_token_loss(self._logits(rep, target), self.settings.label_smoothing)
 
     def sequence_log_prob(self, rep: Any, batch: dict[str, Tensor] | None, target: Tensor) -> Tensor:
         return torch.cat([token_log_probs(logits, labels) for logits, labels in self._logits(rep, target)])

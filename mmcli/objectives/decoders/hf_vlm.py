@@ -13,7 +13,7 @@ weights are referred to from checkpoints, not copied."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from mmcli.errors import RecipeError
 from mmcli.models.parts import VLM_PIECES
-from mmcli.objectives.decoders._common import (IGNORE, DecoderContext, GenerationSettings, quiet_transformers,
-                                               token_log_probs, token_loss)
+from mmcli.objectives.decoders._common import (IGNORE, DecoderContext, GenerationSettings, chunked_token_loss,
+                                               quiet_transformers, rows_per_forward, token_log_probs)
 from mmcli.objectives.decoders.chat import ANSWER, LAST, PAD
 from mmcli.objectives.decoders.vlm_chat import VisionChatTargets, vlm_codec
 from mmcli.registries import DECODERS
@@ -163,20 +163,25 @@ class HFVisionLanguageModel(nn.Module):
 
     # ------------------------------------------------------------------------------------- the contract
 
-    def _logits(self, rep: Any, batch: dict[str, Tensor], target: Tensor) -> tuple[Tensor, Tensor]:
-        ids, roles = target[:, 0], target[:, 1]
-        pixels, present, size = self._pixels(batch)
-        inputs, labels, _ = self._sequence(ids, roles != PAD, roles, present, self._expansion(size))
-        logits = self.vlm(**inputs, **pixels, use_cache=False).logits
-        return logits[:, :-1], labels[:, 1:]
+    def _logits(self, rep: Any, batch: dict[str, Tensor], target: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """The next-token logits and labels, a few rows at a time without gradients."""
+        images = (self.input, f"{self.input}_mask")
+        size = (int(batch[self.input].shape[-2]), int(batch[self.input].shape[-1]))
+        length = target.shape[-1] + len(self._expansion(size)["input_ids"])
+        rows = rows_per_forward(len(target), length, self.vlm.get_input_embeddings().num_embeddings)
+        for start in range(0, len(target), rows):
+            part = slice(start, start + rows)
+            ids, roles = target[part, 0], target[part, 1]
+            pixels, present, size = self._pixels({key: batch[key][part] for key in images})
+            inputs, labels, _ = self._sequence(ids, roles != PAD, roles, present, self._expansion(size))
+            logits = self.vlm(**inputs, **pixels, use_cache=False).logits
+            yield logits[:, :-1], labels[:, 1:]
 
     def loss(self, rep: Any, batch: dict[str, Tensor], target: Tensor) -> Tensor:
-        logits, labels = self._logits(rep, batch, target)
-        return token_loss(logits, labels, self.settings.label_smoothing)
+        return chunked_token_loss(self._logits(rep, batch, target), self.settings.label_smoothing)
 
     def sequence_log_prob(self, rep: Any, batch: dict[str, Tensor] | None, target: Tensor) -> Tensor:
-        logits, labels = self._logits(rep, batch or {}, target)
-        return token_log_probs(logits, labels)
+        return torch.cat([token_log_probs(logits, labels) for logits, labels in self._logits(rep, batch or {}, target)])
 
     def generate(self, rep: Any, batch: dict[str, Tensor] | None, settings: GenerationSettings,
                  target: Tensor | None = None, streamer: Any = None) -> Tensor:
