@@ -126,8 +126,8 @@ def _compare(run: Any, merged: Any, split: str, rows: int) -> tuple[float, bool]
             rep_a, rep_b = model_a.backbone(tensors), model_b.backbone(tensors)
             for name, task in model_a.tasks.items():
                 if hasattr(task.decoder, "sequence_log_prob") and name in tensors:
-                    logits_a, _ = task.decoder._logits(rep_a, tensors[name])
-                    logits_b, _ = model_b.tasks[name].decoder._logits(rep_b, tensors[name])
+                    logits_a = torch.cat([chunk for chunk, _ in task.decoder._logits(rep_a, tensors[name])])
+                    logits_b = torch.cat([chunk for chunk, _ in model_b.tasks[name].decoder._logits(rep_b, tensors[name])])
                     difference = max(difference, float((logits_a - logits_b).abs().max()))
     answers_a = run_inference(run.model, tensors, rows, torch.device("cpu")).predictions
     answers_b = run_inference(merged.model, tensors, rows, torch.device("cpu")).predictions
