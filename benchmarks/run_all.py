@@ -25,7 +25,7 @@ def suite(threads: int | None) -> dict[str, list[str]]:
     return {
         "cli_startup": ["cli_startup.py", "--runs", "5"],
         "stages": ["stages.py", "--rows", "1000", "--runs", "2"],
-        "training_throughput": ["training_throughput.py", "--epochs", "2", "--repeats", "2", *thread_args,
+        "training_throughput": ["training_throughput.py", "--epochs", "2", "--repeats", "3", *thread_args,
                                 "--set", "data.manifest=data/shapes/manifest.csv"],
         "end_to_end": ["end_to_end.py", "--rows", "1000", "--epochs", "5", *thread_args],
         "streaming_memory": ["streaming_memory.py", "--rows", "300", "--steps", "60"],
