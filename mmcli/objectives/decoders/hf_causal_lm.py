@@ -203,9 +203,9 @@ def load_language_model(config: HFCausalLMConfig, tokenizer: Any, field: str) ->
                 lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32,
                                                           **({"gguf_file": quantised} if quantised else {}))
             mark_pretrained(lm, config.path)
-        except ImportError as error:  # a GGUF file needs the gguf package
+        except ImportError as error:  # a GGUF file needs the gguf package; other models their own packages
             raise RecipeError(f"{field}.path: {config.path}: {' '.join(str(error).split())[:160]}",
-                              hint="pip install gguf") from None
+                              hint="pip install gguf" if quantised else "install the package it names") from None
         except (OSError, ValueError) as error:
             raise RecipeError(f"{field}.path: {config.path} holds no causal language model transformers can load "
                               f"({' '.join(str(error).split())[:160]})",

@@ -39,12 +39,13 @@ def pretrained_tokenizer(path: str, placeholders: list[str], field: str) -> Any:
         raise RecipeError(f"{field}: {path} is not a model folder", hint="download the model and give its local folder")
     from transformers import AutoTokenizer
 
+    quantised = gguf_file(folder)
     try:
-        quantised = gguf_file(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True,
                                                   **({"gguf_file": quantised} if quantised else {}))
-    except ImportError as error:  # a GGUF file needs the gguf package
-        raise RecipeError(f"{field}: {path}: {' '.join(str(error).split())[:160]}", hint="pip install gguf") from None
+    except ImportError as error:  # a GGUF file needs the gguf package; other tokenizers their own packages
+        raise RecipeError(f"{field}: {path}: {' '.join(str(error).split())[:160]}",
+                          hint="pip install gguf" if quantised else "install the package it names") from None
     except (OSError, ValueError) as error:
         raise RecipeError(f"{field}: cannot load a tokenizer from {path}: {' '.join(str(error).split())[:160]}") from None
     return _with_placeholders(tokenizer, placeholders)
