@@ -53,7 +53,7 @@ def export(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="File to write (default RUN_DIR/export/model.onnx or model.pt).")] = None,
     split: Annotated[str, typer.Option("--split", help="Split whose rows trace the model and check the file.")] = "test",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
-    merge_adapters: Annotated[bool, typer.Option("--merge-adapters", help="Fold a language model's LoRA adapters into its weights: a run directory (default RUN_DIR/export/merged) whose language model is a plain transformers folder, checked to answer as the run does.")] = False,
+    merge_adapters: Annotated[bool, typer.Option("--merge-adapters", help="Fold a language model's LoRA adapters into its weights: a run directory (default RUN_DIR/export/merged) whose language model (or vision-language model, with its processor) is a plain transformers folder, checked to answer as the run does.")] = False,
     json_output: JsonFlag = False, quiet: QuietFlag = False, debug: DebugFlag = False,
 ) -> None:
     """Export a trained run (decoded input tensors -> each task's answer), checked against the run's model."""

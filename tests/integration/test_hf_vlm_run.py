@@ -204,8 +204,30 @@ def test_predict_and_evaluate_generate_captions(workspace: Path, trained: tuple[
     assert isinstance(asked["predictions"][0]["caption"]["text"], str)
     metrics = ok(invoke("evaluate", str(run), "--split", "test", "--json"))["metrics"]["caption"]
     assert metrics["count"] > 0 and 0 <= metrics["bleu"] <= 1
-    refused = invoke("export", str(run), "--merge-adapters", "--json")  # not yet for a whole model: said, not faked
-    assert refused.exit_code == 2 and "not supported yet" in refused.output and "Traceback" not in refused.output
+
+
+def _merged_answers_as_the_run(run: Path, merged_dir: Path, image: str) -> None:
+    """The merged folder loads as a plain model without adapters, and the merged run answers, scores and
+    encodes text (its evaluation preprocesses again through the saved processor) as the run does."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    merged = ok(invoke("export", str(run), "--merge-adapters", "-o", str(merged_dir), "--json"))
+    assert merged["max_abs_logit_difference"] <= 1e-4
+    folder = merged["language_models"][0]
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    assert not any("lora_" in name for name, _ in model.named_parameters())
+    assert AutoProcessor.from_pretrained(folder).image_token == "<image>"
+    asked = ["--image", image, "--prompt", "<image> what is it?", "--json"]
+    assert ok(invoke("predict", str(merged_dir), *asked))["predictions"] == ok(invoke("predict", str(run), *asked))["predictions"]
+    manifest = str(run.parents[1] / "shapes" / "manifest.csv")  # rows encoded again, by each run's own codec
+    scores = [ok(invoke("evaluate", str(where), "--manifest", manifest, "--json"))["metrics"] for where in (run, merged_dir)]
+    assert scores[0]["rows"] == scores[1]["rows"] == 60
+    assert scores[0]["caption"] == pytest.approx(scores[1]["caption"], abs=1e-6)
+    assert scores[0]["loss"] == pytest.approx(scores[1]["loss"], abs=1e-5)
+
+
+def test_merged_adapters_of_a_model_folder_answer_as_the_run(workspace: Path, trained: tuple[Path, KeepBest]) -> None:
+    _merged_answers_as_the_run(trained[0], workspace / "merged", str(workspace / "shapes" / "images" / "00001.png"))
 
 
 def test_what_the_model_cannot_take_is_one_line(workspace: Path) -> None:
@@ -233,8 +255,11 @@ def test_the_shipped_recipe_builds_its_model_from_a_config(workspace: Path) -> N
     shapes = workspace / "shapes"
     trained = ok(invoke("finetune", recipe, f"data.manifest={shapes / 'manifest.csv'}",
                         f"output_dir={workspace / 'runs'}", f"data.cache_dir={workspace / 'cache'}",
-                        "training.epochs=1", "training.batch_size=16",
-                        "tasks.caption.generation.max_new_tokens=4", "--json", "--quiet"))
+                        "training.epochs=1", "training.batch_size=16", "tasks.caption.generation.max_new_tokens=4",
+                        "training.adapters={type: lora, r: 4, alpha: 8, parts: [lm]}", "--json", "--quiet"))
     assert trained["metrics"]["test"]["caption"]["count"] > 0
-    answer = ok(invoke("predict", trained["run_dir"], "--image", str(shapes / "images" / "00003.png"), "--json"))
+    image = str(shapes / "images" / "00003.png")
+    answer = ok(invoke("predict", trained["run_dir"], "--image", image, "--json"))
     assert isinstance(answer["predictions"][0]["caption"]["text"], str)
+    # its tokenizer was trained on the captions: the merged folder's processor carries it
+    _merged_answers_as_the_run(Path(trained["run_dir"]), workspace / "merged-from-config", image)
