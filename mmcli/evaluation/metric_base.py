@@ -1,5 +1,7 @@
 """What the bundled metric modules (``metrics/NAME/NAME.py``) share: one ``evaluate.Metric`` per kind of
-input (numbers, labels, texts), so a module only names its metric, says what it is and scores.
+input (numbers, labels, texts), so a module only says what its metric is (the class docstring, a citation).
+A metric's name is the one ``evaluate`` gives its class (``RougeL`` -> ``rouge_l``), and its computation
+``mmcli.evaluation.measures.NAME.compute``.
 
 ``evaluate`` loads a module by path and lets it import installed packages or files in its own folder
 only, so the modules import this one as part of the installed ``mmcli`` package. It also reads a
@@ -30,17 +32,24 @@ TEXTS = [pair_features(datasets.Value("string"), datasets.Sequence(datasets.Valu
 
 class BundledMetric(evaluate.Metric, metaclass=ABCMeta):
     """A metric described by its class docstring, ``CITATION``, ``INPUTS`` (the arguments and results,
-    ``{name}`` standing for ``NAME``) and ``FEATURES`` (the accepted input formats). Abstract, so that
+    ``{name}`` standing for its name) and ``FEATURES`` (the accepted input formats). Abstract, so that
     ``evaluate``, which takes the first concrete Metric class in a module's namespace, skips it."""
 
-    NAME = ""
     CITATION = ""
     INPUTS = ""
     FEATURES: Any = NUMBERS
 
+    @classmethod
+    def metric_name(cls) -> str:
+        """The name ``evaluate`` gives the metric (``self.name`` once built)."""
+        from evaluate.naming import camelcase_to_snakecase
+
+        return camelcase_to_snakecase(cls.__name__)
+
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(description=inspect.getdoc(type(self)) or "", citation=self.CITATION,
-                                   inputs_description=self.INPUTS.replace("{name}", self.NAME), features=self.FEATURES)
+                                   inputs_description=self.INPUTS.replace("{name}", self.metric_name()),
+                                   features=self.FEATURES)
 
     @abstractmethod
     def _compute(self, predictions: Any, references: Any, **options: Any) -> dict[str, Any]:
@@ -53,8 +62,8 @@ class MeasureMetric(BundledMetric):
     def _compute(self, predictions: Any, references: Any, **options: Any) -> dict[str, Any]:
         import importlib
 
-        return importlib.import_module(f"mmcli.evaluation.measures.{self.NAME}").compute(predictions, references,
-                                                                                           **options)
+        return importlib.import_module(f"mmcli.evaluation.measures.{self.metric_name()}").compute(
+            predictions, references, **options)
 
 
 NUMBER_INPUTS = """
@@ -79,3 +88,24 @@ Args:
 Returns:
     {name}: float in [0, 1].
 """
+
+
+class NumberMeasure(MeasureMetric):
+    """Numbers against numbers; a value >= 0."""
+
+    FEATURES = NUMBERS
+    INPUTS = NUMBER_INPUTS
+
+
+class LabelMeasure(MeasureMetric):
+    """Labels (indices or names) against labels; a value in [0, 1]."""
+
+    FEATURES = LABELS
+    INPUTS = LABEL_INPUTS
+
+
+class TextMeasure(MeasureMetric):
+    """Texts against one or several reference texts each; a value in [0, 1]."""
+
+    FEATURES = TEXTS
+    INPUTS = TEXT_INPUTS

@@ -6,9 +6,5 @@
 from mmcli.evaluation import metric_base
 
 
-class Accuracy(metric_base.MeasureMetric):
+class Accuracy(metric_base.LabelMeasure):
     """Fraction of predictions that equal the reference label."""
-
-    NAME = "accuracy"
-    FEATURES = metric_base.LABELS
-    INPUTS = metric_base.LABEL_INPUTS

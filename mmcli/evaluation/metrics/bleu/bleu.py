@@ -6,10 +6,7 @@
 from mmcli.evaluation import metric_base
 
 
-class Bleu(metric_base.MeasureMetric):
+class Bleu(metric_base.TextMeasure):
     """Corpus BLEU-4 (sacrebleu defaults: tokenizer '13a', exponential smoothing), in [0, 1]."""
 
-    NAME = "bleu"
-    FEATURES = metric_base.TEXTS
-    INPUTS = metric_base.TEXT_INPUTS
     CITATION = "Post, 'A Call for Clarity in Reporting BLEU Scores', WMT 2018."

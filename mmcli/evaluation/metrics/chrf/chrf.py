@@ -6,10 +6,7 @@
 from mmcli.evaluation import metric_base
 
 
-class Chrf(metric_base.MeasureMetric):
+class Chrf(metric_base.TextMeasure):
     """Corpus chrF (sacrebleu defaults: character 6-grams, no word n-grams, beta 2), in [0, 1]."""
 
-    NAME = "chrf"
-    FEATURES = metric_base.TEXTS
-    INPUTS = metric_base.TEXT_INPUTS
     CITATION = "Popovic, 'chrF: character n-gram F-score for automatic MT evaluation', WMT 2015."

@@ -7,11 +7,9 @@ import per line.
 from mmcli.evaluation import metric_base
 
 
-class Cider(metric_base.MeasureMetric):
+class Cider(metric_base.TextMeasure):
     """CIDEr-D (n = 1..4, sigma = 6, clipped tf-idf cosine, Gaussian length penalty, x10)."""
 
-    NAME = "cider"
-    FEATURES = metric_base.TEXTS
     CITATION = "Vedantam, Zitnick, Parikh, 'CIDEr: Consensus-based Image Description Evaluation', CVPR 2015."
     INPUTS = """
 Args:

@@ -6,11 +6,9 @@
 from mmcli.evaluation import metric_base
 
 
-class F1(metric_base.MeasureMetric):
+class F1(metric_base.LabelMeasure):
     """F1 score (harmonic mean of precision and recall); macro average by default."""
 
-    NAME = "f1"
-    FEATURES = metric_base.LABELS
     INPUTS = metric_base.LABEL_INPUTS.replace("Returns:", """    average: sklearn's `average` ("macro", "micro", "weighted", "binary"); default "macro".
     labels: optional list of labels to include.
 Returns:""")

@@ -6,9 +6,5 @@
 from mmcli.evaluation import metric_base
 
 
-class Mae(metric_base.MeasureMetric):
+class Mae(metric_base.NumberMeasure):
     """Mean absolute error between predictions and references (original units)."""
-
-    NAME = "mae"
-    FEATURES = metric_base.NUMBERS
-    INPUTS = metric_base.NUMBER_INPUTS

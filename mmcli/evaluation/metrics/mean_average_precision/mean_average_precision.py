@@ -12,7 +12,6 @@ from mmcli.evaluation import metric_base
 class MeanAveragePrecision(metric_base.MeasureMetric):
     """Mean over classes of sklearn's average precision; classes with no positive are left out."""
 
-    NAME = "mean_average_precision"
     INPUTS = """
 Args:
     predictions: list[list[float]], per row one score per class (higher = more likely).

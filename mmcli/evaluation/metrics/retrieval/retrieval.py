@@ -12,7 +12,6 @@ from mmcli.evaluation import metric_base
 class Retrieval(metric_base.MeasureMetric):
     """Recall@K, median rank and mean reciprocal rank of the first positive in each ranked list."""
 
-    NAME = "retrieval"
     INPUTS = """
 Args:
     predictions: list[list[int]], per query the gallery ids ranked best first (ties are broken by

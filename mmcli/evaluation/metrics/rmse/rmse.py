@@ -6,9 +6,5 @@
 from mmcli.evaluation import metric_base
 
 
-class Rmse(metric_base.MeasureMetric):
+class Rmse(metric_base.NumberMeasure):
     """Root mean squared error between predictions and references (original units)."""
-
-    NAME = "rmse"
-    FEATURES = metric_base.NUMBERS
-    INPUTS = metric_base.NUMBER_INPUTS

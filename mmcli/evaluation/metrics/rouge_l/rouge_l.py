@@ -6,10 +6,7 @@
 from mmcli.evaluation import metric_base
 
 
-class RougeL(metric_base.MeasureMetric):
+class RougeL(metric_base.TextMeasure):
     """ROUGE-L F-measure (LCS F1 per sentence, best reference, mean over the corpus), in [0, 1]."""
 
-    NAME = "rouge_l"
-    FEATURES = metric_base.TEXTS
-    INPUTS = metric_base.TEXT_INPUTS
     CITATION = "Lin, 'ROUGE: A Package for Automatic Evaluation of Summaries', ACL workshop 2004."

@@ -7,11 +7,9 @@ import per line.
 from mmcli.evaluation import metric_base
 
 
-class VqaAccuracy(metric_base.MeasureMetric):
+class VqaAccuracy(metric_base.TextMeasure):
     """VQA accuracy: normalised exact match; min(#matches / 3, 1) with 3+ reference answers."""
 
-    NAME = "vqa_accuracy"
-    FEATURES = metric_base.TEXTS
     CITATION = "Antol et al., 'VQA: Visual Question Answering', ICCV 2015."
     INPUTS = """
 Args:
