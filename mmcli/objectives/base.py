@@ -43,6 +43,15 @@ def check_inputs(names: list[str], recipe: Any, where: str, allowed: tuple[str, 
             raise ValueError(f"{where}: unknown input '{name}' (known: {', '.join(known)})")
 
 
+def check_input_modality(name: str, recipe: Any, where: str, modalities: tuple[str, ...], hint: str = "") -> None:
+    """``check_inputs`` for the one input an objective reads, which must be of one of ``modalities``."""
+    check_inputs([name], recipe, where)
+    modality = recipe.inputs[name].modality
+    if modality not in modalities:
+        wanted = ", ".join(modalities[:-1]) + (" or " if len(modalities) > 1 else "") + modalities[-1]
+        raise ValueError(f"{where}: '{name}' holds {modality}; the objective reads {wanted} only{hint}")
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """What an objective may need to size itself, given by the model builder.

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mmcli.errors import RecipeError
-from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, check_inputs
+from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, check_input_modality
 from mmcli.objectives.masked_features import hide_draws, hide_regions
 from mmcli.objectives.masked_text import WORD_MASK_ID
 from mmcli.registries import OBJECTIVES
@@ -41,10 +41,7 @@ class Data2VecConfig(ObjectiveSettings):
         return self
 
     def check(self, recipe: Any, name: str) -> None:
-        check_inputs([self.input], recipe, f"objectives.{name}.input")
-        modality = recipe.inputs[self.input].modality
-        if modality not in ("text", "image", "audio"):
-            raise ValueError(f"objectives.{name}.input: '{self.input}' is {modality}; data2vec takes text, image or audio")
+        check_input_modality(self.input, recipe, f"objectives.{name}.input", ("text", "image", "audio"))
 
 
 @OBJECTIVES.register("data2vec", Data2VecConfig)

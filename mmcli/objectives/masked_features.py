@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mmcli.errors import RecipeError
-from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, check_inputs
+from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, check_input_modality
 from mmcli.registries import OBJECTIVES
 
 VIDEO_GRID = 4  # a video frame's target: per channel on a 4 x 4 grid
@@ -33,11 +33,8 @@ class MaskedFeaturesConfig(ObjectiveSettings):
     mask_ratio: float = Field(0.4, gt=0, lt=1, description="share of the input's regions hidden")
 
     def check(self, recipe: Any, name: str) -> None:
-        check_inputs([self.input], recipe, f"objectives.{name}.input")
-        modality = recipe.inputs[self.input].modality
-        if modality not in ("image", "audio", "video"):
-            raise ValueError(f"objectives.{name}.input: '{self.input}' is {modality}; masked_features needs an image, "
-                             f"audio or video input (masked_text for text)")
+        check_input_modality(self.input, recipe, f"objectives.{name}.input", ("image", "audio", "video"),
+                             " (masked_text for text)")
 
 
 @OBJECTIVES.register("masked_features", MaskedFeaturesConfig)

@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, check_inputs
+from mmcli.objectives.base import BuildContext, Objective, ObjectiveSettings, check_input_modality
 from mmcli.objectives.masked_features import hide_draws
 from mmcli.registries import OBJECTIVES
 
@@ -27,9 +27,8 @@ class MaskedTextConfig(ObjectiveSettings):
     mask_ratio: float = Field(0.15, gt=0, lt=1, description="share of the real tokens hidden")
 
     def check(self, recipe: Any, name: str) -> None:
-        check_inputs([self.input], recipe, f"objectives.{name}.input")
-        if recipe.inputs[self.input].modality != "text":
-            raise ValueError(f"objectives.{name}.input: '{self.input}' is not a text input")
+        check_input_modality(self.input, recipe, f"objectives.{name}.input", ("text",),
+                             " (masked_features for the other modalities)")
 
 
 @OBJECTIVES.register("masked_text", MaskedTextConfig)

@@ -88,8 +88,8 @@ def test_masked_features_refuses_an_image_encoder_without_a_grid() -> None:
 def test_objectives_name_inputs_of_the_recipe() -> None:
     from mmcli.errors import RecipeError
 
-    for settings, message in (({"type": "masked_text", "input": "photo"}, "is not a text input"),
-                              ({"type": "masked_features", "input": "review"}, "needs an image, audio or video"),
+    for settings, message in (({"type": "masked_text", "input": "photo"}, "holds image; the objective reads text only"),
+                              ({"type": "masked_features", "input": "review"}, "holds text; the objective reads image, audio or video only"),
                               ({"type": "matching", "inputs": ["photo", "nope"]}, "unknown input 'nope'")):
         with pytest.raises(RecipeError, match=message):
             model_fixtures.recipe("gated", tasks={}, objectives={"pre": settings})

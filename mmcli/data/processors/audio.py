@@ -10,7 +10,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from mmcli.data.processors.base import MediaError, _chunks, config_from_spec, media_path, require_fitted
+from mmcli.data.processors.base import (FixedShapeColumns, MediaError, _chunks, config_from_spec, media_path,
+                                       require_fitted)
 from mmcli.registries import PROCESSORS
 from mmcli.settings import Settings
 
@@ -60,10 +61,11 @@ class AudioConfig(Settings):
 
 
 @PROCESSORS.register("audio", AudioConfig)
-class AudioProcessor:
+class AudioProcessor(FixedShapeColumns):
     """Columns: ``name`` float16 ``[F, T]``, ``name_mask`` bool ``[T]``. The encoder normalises."""
 
     transforms = False  # transform() is the identity: nothing to run after fit
+    array_dtype = "float16"
 
     def __init__(self, config: AudioConfig, name: str) -> None:
         self.config = config
@@ -105,24 +107,11 @@ class AudioProcessor:
         feats = feats.clamp(-_FLOAT16_MAX, _FLOAT16_MAX).numpy().astype(np.float16)
         return {self.name: feats, self.mask_name: mask}
 
-    def missing(self) -> dict[str, np.ndarray]:
-        cfg = self.config
-        return {
-            self.name: np.zeros((cfg.num_features, cfg.num_frames), dtype=np.float16),
-            self.mask_name: np.zeros(cfg.num_frames, dtype=bool),
-        }
+    def array_shape(self) -> tuple[int, ...]:
+        return self.config.num_features, self.config.num_frames
 
-    def decoded_features(self) -> dict[str, Any]:
-        return self.features()  # decode already gives the final columns
-
-    def features(self) -> dict[str, Any]:
-        import datasets
-
-        cfg = self.config
-        return {
-            self.name: datasets.Array2D((cfg.num_features, cfg.num_frames), "float16"),
-            self.mask_name: datasets.Sequence(datasets.Value("bool"), length=cfg.num_frames),
-        }
+    def mask_length(self) -> int:
+        return self.config.num_frames
 
     def fit(self, train: dict[str, Any]) -> None:
         """Mean/std of the features over real frames of the train rows: one of each, or one per band

@@ -1,10 +1,10 @@
-"""Shared pieces of the input processors: the media error, path checks, pixel helpers."""
+"""Shared pieces of the input processors: the media error, path checks, fixed-shape columns, pixel helpers."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
@@ -42,6 +42,36 @@ def media_path(value: Any, base_dir: Path | str, kind: str) -> Path:
     if path.stat().st_size == 0:
         raise MediaError(f"{kind} file is empty (0 bytes): {shown}")
     return path
+
+
+class FixedShapeColumns:
+    """A processor whose ``decode`` writes the cache's final columns: one array of a fixed shape and dtype
+    and a mask of a fixed length. The empty row and the column types follow from those."""
+
+    array_dtype: ClassVar[str]
+    name: str
+    mask_name: str
+
+    def array_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def mask_length(self) -> int:
+        raise NotImplementedError
+
+    def missing(self) -> dict[str, np.ndarray]:
+        return {self.name: np.zeros(self.array_shape(), dtype=self.array_dtype),
+                self.mask_name: np.zeros(self.mask_length(), dtype=bool)}
+
+    def decoded_features(self) -> dict[str, Any]:
+        return self.features()
+
+    def features(self) -> dict[str, Any]:
+        import datasets
+
+        shape = self.array_shape()
+        array = {2: datasets.Array2D, 3: datasets.Array3D, 4: datasets.Array4D}[len(shape)]
+        return {self.name: array(shape, self.array_dtype),
+                self.mask_name: datasets.Sequence(datasets.Value("bool"), length=self.mask_length())}
 
 
 def pil_to_array(image: Any, size: int, channels: int) -> np.ndarray:

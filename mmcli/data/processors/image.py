@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from mmcli.data.processors.base import MediaError, media_path, pil_to_array
+from mmcli.data.processors.base import FixedShapeColumns, MediaError, media_path, pil_to_array
 from mmcli.data.processors.pixels import PixelStatistics
 from mmcli.registries import PROCESSORS
 from mmcli.settings import Settings
@@ -22,11 +22,12 @@ class ImageConfig(Settings):
 
 
 @PROCESSORS.register("image", ImageConfig)
-class ImageProcessor(PixelStatistics):
+class ImageProcessor(PixelStatistics, FixedShapeColumns):
     """Columns: ``name`` uint8 ``[C, S, S]``, ``name_mask`` bool ``[1]``. Normalisation happens in the encoder."""
 
     modality = "image"
     config_class = ImageConfig
+    array_dtype = "uint8"
 
     config: ImageConfig
 
@@ -34,21 +35,11 @@ class ImageProcessor(PixelStatistics):
         path = media_path(value, base_dir, "image")
         return {self.name: read_image(path, self.config, str(value).strip()), self.mask_name: np.ones(1, dtype=bool)}
 
-    def missing(self) -> dict[str, np.ndarray]:
-        c, s = self.config.channels, self.config.size
-        return {self.name: np.zeros((c, s, s), dtype=np.uint8), self.mask_name: np.zeros(1, dtype=bool)}
+    def array_shape(self) -> tuple[int, ...]:
+        return self.config.channels, self.config.size, self.config.size
 
-    def decoded_features(self) -> dict[str, Any]:
-        return self.features()  # decode already gives the final columns
-
-    def features(self) -> dict[str, Any]:
-        import datasets
-
-        c, s = self.config.channels, self.config.size
-        return {
-            self.name: datasets.Array3D((c, s, s), "uint8"),
-            self.mask_name: datasets.Sequence(datasets.Value("bool"), length=1),
-        }
+    def mask_length(self) -> int:
+        return 1
 
 
 def read_image(path: Path, config: ImageConfig, shown: str) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from mmcli.data.processors.base import MediaError, media_path, pil_to_array
+from mmcli.data.processors.base import FixedShapeColumns, MediaError, media_path, pil_to_array
 from mmcli.data.processors.pixels import PixelStatistics
 from mmcli.registries import PROCESSORS
 from mmcli.settings import Settings
@@ -21,11 +21,12 @@ class VideoConfig(Settings):
 
 
 @PROCESSORS.register("video", VideoConfig)
-class VideoProcessor(PixelStatistics):
+class VideoProcessor(PixelStatistics, FixedShapeColumns):
     """Columns: ``name`` uint8 ``[K, C, S, S]``, ``name_mask`` bool ``[K]``. The encoder normalises."""
 
     modality = "video"
     config_class = VideoConfig
+    array_dtype = "uint8"
 
     config: VideoConfig
 
@@ -33,30 +34,18 @@ class VideoProcessor(PixelStatistics):
         cfg = self.config
         path = media_path(value, base_dir, "video")
         frames = read_video(path, cfg, str(value).strip())
-        out = np.zeros((cfg.num_frames, cfg.channels, cfg.size, cfg.size), dtype=np.uint8)
+        out = np.zeros(self.array_shape(), dtype=np.uint8)
         out[: len(frames)] = np.stack(frames)
         mask = np.zeros(cfg.num_frames, dtype=bool)
         mask[: len(frames)] = True
         return {self.name: out, self.mask_name: mask}
 
-    def missing(self) -> dict[str, np.ndarray]:
+    def array_shape(self) -> tuple[int, ...]:
         cfg = self.config
-        return {
-            self.name: np.zeros((cfg.num_frames, cfg.channels, cfg.size, cfg.size), dtype=np.uint8),
-            self.mask_name: np.zeros(cfg.num_frames, dtype=bool),
-        }
+        return cfg.num_frames, cfg.channels, cfg.size, cfg.size
 
-    def decoded_features(self) -> dict[str, Any]:
-        return self.features()  # decode already gives the final columns
-
-    def features(self) -> dict[str, Any]:
-        import datasets
-
-        cfg = self.config
-        return {
-            self.name: datasets.Array4D((cfg.num_frames, cfg.channels, cfg.size, cfg.size), "uint8"),
-            self.mask_name: datasets.Sequence(datasets.Value("bool"), length=cfg.num_frames),
-        }
+    def mask_length(self) -> int:
+        return self.config.num_frames
 
     def shape_spec(self) -> dict[str, Any]:
         return {**super().shape_spec(), "num_frames": self.config.num_frames}
