@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -44,7 +45,7 @@ def media_path(value: Any, base_dir: Path | str, kind: str) -> Path:
     return path
 
 
-class FixedShapeColumns:
+class FixedShapeColumns(ABC):
     """A processor whose ``decode`` writes the cache's final columns: one array of a fixed shape and dtype
     and a mask of a fixed length. The empty row and the column types follow from those."""
 
@@ -52,11 +53,13 @@ class FixedShapeColumns:
     name: str
     mask_name: str
 
+    @abstractmethod
     def array_shape(self) -> tuple[int, ...]:
-        raise NotImplementedError
+        """The shape of one row's array."""
 
+    @abstractmethod
     def mask_length(self) -> int:
-        raise NotImplementedError
+        """The length of one row's mask."""
 
     def missing(self) -> dict[str, np.ndarray]:
         return {self.name: np.zeros(self.array_shape(), dtype=self.array_dtype),
