@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from mmcli.errors import RecipeError
@@ -20,8 +21,9 @@ CHECKPOINT_FORMAT = 2  # state-dict layout: backbone.*, objectives.*, weighting.
 
 
 class MultimodalModel(nn.Module):
-    """``forward(batch) -> (total, {objective: loss})``: the weighted training loss (``total`` None when
-    no objective had anything to learn from the batch). Inference goes through
+    """``forward(batch) -> (total, {objective: loss})``: the weighted training loss. When no objective had
+    anything to learn from the batch, ``losses`` is empty and ``total`` a zero that depends on every
+    trainable parameter: a process with nothing to learn still joins the others' gradient reduction. Inference goes through
     :func:`mmcli.inference.predictor.infer_batch`, which also applies the wrappers."""
 
     def __init__(self, backbone: Backbone, objectives: dict[str, Objective], weighting: nn.Module,
@@ -51,7 +53,17 @@ class MultimodalModel(nn.Module):
             loss = objective.loss(rep, batch)
             if loss is not None:
                 losses[name] = loss
-        return (self.weighting(losses) if losses else None), losses
+        if not losses:
+            return self._zero(), losses
+        return self.weighting(losses), losses
+
+    def _zero(self) -> Tensor:
+        # built inside forward, so that a data-parallel wrapper sees every parameter used and gets each one's
+        # (zero) gradient once
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        if not trainable:
+            return torch.zeros(())
+        return torch.stack([p.sum().to(trainable[0].device) for p in trainable]).sum() * 0.0
 
 
 def build_model(recipe: Any, preprocessing: dict) -> MultimodalModel:

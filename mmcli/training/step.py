@@ -60,8 +60,10 @@ def _weighted(values: list[tuple[Tensor, float]]) -> Tensor:
 
 
 def train_step(run: "TrainingRun", batch: dict[str, Tensor], callbacks: list["Callback"]) -> bool:
-    """One optimizer step; False when the batch was skipped (no objective had a loss, or a non-finite
-    loss under ``on_nan: skip_batch``). Batch transforms see each micro-batch."""
+    """One optimizer step; False when the batch was skipped (no objective had a loss in a single process,
+    or a non-finite loss under ``on_nan: skip_batch``). With several processes, one whose rows gave no loss
+    still steps with the others (its gradient is zero), as DDP needs every process in each reduction.
+    Batch transforms see each micro-batch."""
     cfg, accelerator = run.recipe.training, run.accelerator
     batch = {key: value.to(run.device, non_blocking=True) for key, value in batch.items()}
     rows = batch[ROW_COLUMN].shape[0]  # known on the host: no sync
@@ -77,20 +79,22 @@ def train_step(run: "TrainingRun", batch: dict[str, Tensor], callbacks: list["Ca
         with gradient_sync(run, last=index == len(parts) - 1):
             with accelerator.autocast():
                 total, micro_losses = run.module(micro)
-            if total is None:
-                continue
+            if not micro_losses and run.world_size == 1:
+                continue  # nothing to learn from these rows (alone: no step; else: a zero joins the others)
             if cfg.on_nan == "skip_batch" and not all_finite(total, accelerator):
                 run.optimizer.zero_grad(set_to_none=True)
                 run.state["skipped_batches"] += 1
                 return False
             accelerator.backward(total if share == 1.0 else total * share)
-        totals.append((total.detach(), share))
+        if micro_losses:
+            totals.append((total.detach(), share))
         for name, loss in micro_losses.items():
             losses.setdefault(name, []).append((loss.detach(), share))
-    if not totals:
+    if not totals and run.world_size == 1:
         run.state["skipped_batches"] += 1
         return False
-    run.tracker.add(run.state["step"] + 1, _weighted(totals), {name: _weighted(v) for name, v in losses.items()})
+    if totals:
+        run.tracker.add(run.state["step"] + 1, _weighted(totals), {name: _weighted(v) for name, v in losses.items()})
     for callback in callbacks:
         callback.on_after_backward(run)
     if cfg.grad_clip:

@@ -121,3 +121,75 @@ def test_under_torchrun_the_cli_prints_one_json_object(small_workspace):
     payload = json.loads(lines[0])
     assert payload["ok"] and payload["metrics"]["training"]["processes"] == 2
     assert run_cli("evaluate", "runs/dp-cli", "--json", cwd=small_workspace).code == 0
+
+
+# An objective with something to learn on rank 0 only: rank 1's rows give no loss in every step.
+ONE_SIDED = textwrap.dedent('''
+    import json, os, sys
+    from pathlib import Path
+    from typing import Literal
+
+    import torch
+    from torch.nn import functional as F
+
+    from mmcli.objectives.base import Objective, ObjectiveSettings
+    from mmcli.recipe.loader import validate_recipe
+    from mmcli.registries import OBJECTIVES
+    from mmcli.training.callbacks.base import Callback
+    from mmcli.workflows.finetune import finetune
+
+    class Settings(ObjectiveSettings):
+        type: Literal["rank_zero_alignment_test"] = "rank_zero_alignment_test"
+
+    @OBJECTIVES.register("rank_zero_alignment_test", Settings)
+    class RankZeroAlignment(Objective):
+        def __init__(self, config, context):
+            super().__init__(context.name, config.weight)
+
+        def loss(self, rep, batch):
+            if os.environ["RANK"] != "0":
+                return None
+            return (1 - F.cosine_similarity(rep.encoded["image"].pooled, rep.encoded["audio"].pooled)).mean()
+
+    class Weights(Callback):
+        order = 0
+
+        def on_train_begin(self, run):
+            self.before = [p.detach().clone() for p in run.model.parameters()]
+
+        def on_train_end(self, run):
+            after = list(run.model.parameters())
+            self.moved = sum(float((a - b).abs().sum()) for a, b in zip(after, self.before))
+            self.checksum = [float(p.detach().double().sum()) for p in after]
+
+    out, root = Path(sys.argv[1]), Path(sys.argv[2])
+    recipe = validate_recipe({
+        "name": "one-sided", "output_dir": str(root / "runs"),
+        "data": {"manifest": str(root / "data" / "shapes" / "manifest.csv"), "id_column": "id",
+                 "cache_dir": str(root / "cache-one-sided")},
+        "inputs": {"image": {"modality": "image", "column": "image", "preprocessing": {"size": 16},
+                             "encoder": {"type": "cnn", "channels": [8, 16]}},
+                   "audio": {"modality": "audio", "column": "audio", "preprocessing": {"duration": 0.5, "n_mels": 16},
+                             "encoder": {"type": "cnn", "channels": [16]}}},
+        "objectives": {"align": {"type": "rank_zero_alignment_test"}},
+        "model": {"hidden_size": 16},
+        "training": {"epochs": 2, "batch_size": 16, "learning_rate": 3e-3},
+    })
+    weights = Weights()
+    finetune(recipe, show_progress=False, callbacks=[weights])
+    (out / f"rank{os.environ['RANK']}.json").write_text(json.dumps({"moved": weights.moved,
+                                                                   "checksum": weights.checksum}))
+''')
+
+
+def test_a_process_whose_rows_give_no_loss_steps_with_the_others(small_workspace, tmp_path):
+    """Before, rank 1 skipped its backward pass and rank 0 waited in the gradient reduction for ever."""
+    driver = tmp_path / "one_sided.py"
+    driver.write_text(ONE_SIDED)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29613", str(driver), str(tmp_path), str(small_workspace)], cwd=small_workspace,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = (json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1))
+    assert first["moved"] > 0  # rank 0's loss trained the model...
+    assert first["checksum"] == second["checksum"]  # ...and both processes took the same steps
