@@ -112,7 +112,7 @@ def train(recipe: Any, model: Any, datasets: Any, run_dir: Path, show_progress: 
         from mmcli.training.sharding import shard_model
 
         module = model = shard_model(model, accelerator.device)  # before the optimizer: it holds the shards
-    optimizer = build_optimizer(parameter_groups(model, cfg, modalities), cfg)
+    optimizer = build_optimizer(parameter_groups(model, cfg, modalities), cfg, fused=cfg.strategy != "fsdp")
     scheduler = build_scheduler(optimizer, cfg, total_steps, steps_per_epoch)
     if cfg.strategy == "fsdp":
         optimizer, scheduler = accelerator.prepare(optimizer, scheduler)

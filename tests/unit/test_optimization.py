@@ -42,6 +42,29 @@ def test_each_optimizer_is_the_torch_one_with_its_settings():
     assert type(sgd) is torch.optim.SGD and group["momentum"] == 0.8 and group["nesterov"] is True
 
 
+@pytest.mark.parametrize("name, reference", [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam)])
+def test_adam_runs_the_fused_kernel_and_takes_the_reference_steps(name, reference):
+    """The fused kernel (one pass over all parameters) moves the weights as torch's default Adam does."""
+    torch.manual_seed(0)
+    start = [torch.randn(64, 32), torch.randn(32)]
+    fused_params = [torch.nn.Parameter(t.clone()) for t in start]
+    reference_params = [torch.nn.Parameter(t.clone()) for t in start]
+    cfg = _training(f"training.optimizer={name}", "training.weight_decay=0.1")
+    fused = build_optimizer([{"params": fused_params, "weight_decay": 0.1}], cfg)
+    plain = reference([{"params": reference_params, "weight_decay": 0.1}], lr=1e-3, foreach=False)
+    assert fused.param_groups[0]["fused"] is True
+    for _ in range(25):
+        gradients = [torch.randn_like(t) for t in start]
+        for params, optimizer in ((fused_params, fused), (reference_params, plain)):
+            for parameter, gradient in zip(params, gradients):
+                parameter.grad = gradient.clone()
+            optimizer.step()
+    for mine, theirs, before in zip(fused_params, reference_params, start):
+        assert not torch.equal(mine, before)
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+    assert build_optimizer(fused_params, cfg, fused=False).param_groups[0]["fused"] is None
+
+
 def test_schedules_after_a_linear_warm_up():
     lr = 1e-3
     constant = _rates(_training("training.scheduler=constant", "training.warmup_ratio=0.1"))
