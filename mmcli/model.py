@@ -23,8 +23,8 @@ CHECKPOINT_FORMAT = 2  # state-dict layout: backbone.*, objectives.*, weighting.
 class MultimodalModel(nn.Module):
     """``forward(batch) -> (total, {objective: loss})``: the weighted training loss. When no objective had
     anything to learn from the batch, ``losses`` is empty and ``total`` a zero that depends on every
-    trainable parameter: a process with nothing to learn still joins the others' gradient reduction. Inference goes through
-    :func:`mmcli.inference.predictor.infer_batch`, which also applies the wrappers."""
+    trainable parameter: a process with nothing to learn still joins the others' gradient reduction.
+    Inference goes through :func:`mmcli.inference.predictor.infer_batch`, which also applies the wrappers."""
 
     def __init__(self, backbone: Backbone, objectives: dict[str, Objective], weighting: nn.Module,
                  wrappers: dict[str, nn.Module] | None = None) -> None:
