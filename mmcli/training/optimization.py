@@ -7,7 +7,7 @@ Every schedule starts with a linear warm-up over ``warmup_ratio`` of the optimiz
 ``state_dict`` is plain JSON, which checkpoints save for resume.
 
 The three factors are written here rather than imported: ``transformers.optimization`` imports peft and
-the whole of transformers, 2.5 s of every training's start-up on a 2-core CPU, for three formulas.
+the whole of transformers, 2.2 s of every training's start-up on a 2-core CPU, for three formulas.
 """
 
 from __future__ import annotations
