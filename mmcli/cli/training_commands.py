@@ -20,9 +20,15 @@ MasterAddrOpt = Annotated[Optional[str], typer.Option("--master-addr", help="Add
 MasterPortOpt = Annotated[Optional[int], typer.Option("--master-port", help="Free port on the machine with --node-rank 0.")]
 
 
-def _load(recipe: str, overrides: list[str] | None) -> Any:
+def _load(recipe: str, overrides: list[str] | None, columns: bool = True) -> Any:
+    """The validated recipe; first (``columns``) the manifest's header against the columns it names, a
+    mistake found in under a second instead of after the start-up of a training."""
     from mmcli.recipe.loader import load_recipe
 
+    if columns:
+        from mmcli.workflows.data_check import check_columns_early
+
+        check_columns_early(recipe, overrides or [])
     return load_recipe(recipe, overrides or [])
 
 
@@ -147,11 +153,11 @@ def _training_command(name: str, workflow: Callable[..., dict[str, Any]], summar
         out = mode(json_output, quiet, debug)
 
         def work() -> dict[str, Any]:
-            return workflow(_load(recipe, overrides), run_dir=run_dir, num_proc=num_proc,
+            return workflow(_load(recipe, overrides, columns=name != "pretrain"), run_dir=run_dir, num_proc=num_proc,
                             show_progress=out.show_progress, argv=sys.argv, resume=resume, overwrite=overwrite)
 
         launch = _launch_settings(num_processes, nnodes, node_rank, master_addr, master_port)
-        _execute(out, work, _render_training, launch, lambda: _load(recipe, overrides))
+        _execute(out, work, _render_training, launch, lambda: _load(recipe, overrides, columns=name != "pretrain"))
 
     command.__name__ = command.__qualname__ = name  # Typer names the command after the function
     command.__doc__ = summary
@@ -197,7 +203,7 @@ def run(
         from mmcli.workflows.run_recipe import run_recipe
         from mmcli.workflows.sweep import parse_sweep_options, run_sweep
 
-        loaded = _load(recipe, overrides)
+        loaded = _load(recipe, overrides, columns=not sweep)
         grids = parse_sweep_options(sweep or []) or loaded.sweep
         if grids:
             return run_sweep(recipe, loaded, list(overrides or []), grids, num_proc, show_progress=out.show_progress,

@@ -51,6 +51,42 @@ def check_recipe_data(name_or_path: str, overrides: list[str] | None = None, sam
             "seconds": round(time.perf_counter() - start, 3), "warnings": warnings}
 
 
+def check_columns_early(name_or_path: str, overrides: list[str] | None = None) -> None:
+    """The columns a training must find, checked against a CSV or TSV manifest's header before the recipe is
+    validated (which imports every component, torch with them): each input's and task's ``column`` and
+    ``data.id_column``, the ones preprocessing refuses to go without, in its words. Anything this cannot
+    read plainly (another format, a missing file, a recipe that is not a mapping, a sweep) is left to the
+    full validation and preprocessing, which explain it."""
+    import csv
+
+    from mmcli.recipe.loader import read_recipe_dict
+    from mmcli.recipe.overrides import apply_overrides
+
+    try:
+        recipe = apply_overrides(read_recipe_dict(name_or_path), overrides or [])
+    except (RecipeError, ValueError, TypeError, KeyError):
+        return
+    data = _section(recipe, "data")
+    manifest = data.get("manifest")
+    if "sweep" in recipe or not isinstance(manifest, str) or Path(manifest).suffix.lower() not in (".csv", ".tsv"):
+        return
+    try:
+        with Path(manifest).open(encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle, delimiter="\t" if manifest.lower().endswith(".tsv") else ","))
+    except (OSError, UnicodeDecodeError, csv.Error, StopIteration):
+        return
+    needed = {cfg["column"]: f"{section}.{name}.column" for section in ("inputs", "tasks")
+              for name, cfg in _section(recipe, section).items() if isinstance(cfg, dict) and isinstance(cfg.get("column"), str)}
+    if isinstance(data.get("id_column"), str):
+        needed[data["id_column"]] = "data.id_column"
+    missing = [(column, key) for column, key in needed.items() if column not in header]
+    if missing:
+        column, key = missing[0]
+        raise DataError(f"{manifest}: column '{column}' (from {key}) is not in the manifest"
+                        + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""),
+                        hint=f"columns are: {', '.join(header[:20])}")
+
+
 def read_table(path: Path) -> dict[str, list[Any]]:
     """The manifest as column -> cells, read with the standard library (pandas alone takes a second to
     import); a file it cannot read plainly goes through :func:`mmcli.data.manifest.read_manifest`, whose
