@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmcli.data.columns import missing_columns_error
 from mmcli.errors import DataError
 
 READERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -84,12 +85,7 @@ def require_columns(table: pd.DataFrame, needed: dict[str, str], manifest: Path)
     """``needed`` maps a column to the recipe key that asks for it."""
     missing = {column: key for column, key in needed.items() if column not in table.columns}
     if missing:
-        column, key = next(iter(missing.items()))
-        raise DataError(
-            f"{manifest}: column '{column}' (from {key}) is not in the manifest"
-            + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""),
-            hint=f"columns are: {', '.join(table.columns[:20])}",
-        )
+        raise missing_columns_error(missing, list(table.columns), manifest)
 
 
 def assign_splits(table: pd.DataFrame, split_column: str, ratios: dict[str, float], seed: int) -> np.ndarray:

@@ -79,12 +79,11 @@ def check_columns_early(name_or_path: str, overrides: list[str] | None = None) -
               for name, cfg in _section(recipe, section).items() if isinstance(cfg, dict) and isinstance(cfg.get("column"), str)}
     if isinstance(data.get("id_column"), str):
         needed[data["id_column"]] = "data.id_column"
-    missing = [(column, key) for column, key in needed.items() if column not in header]
+    missing = {column: key for column, key in needed.items() if column not in header}
     if missing:
-        column, key = missing[0]
-        raise DataError(f"{manifest}: column '{column}' (from {key}) is not in the manifest"
-                        + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""),
-                        hint=f"columns are: {', '.join(header[:20])}")
+        from mmcli.data.columns import missing_columns_error
+
+        raise missing_columns_error(missing, header, manifest)
 
 
 def read_table(path: Path) -> dict[str, list[Any]]:
